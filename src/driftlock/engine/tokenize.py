@@ -1,0 +1,57 @@
+"""Canonical, tokenized event bytes: what the compressor judges.
+
+Values that are unique by nature (ids, hashes, tokens, timestamps, addresses, long numbers) are
+replaced by fixed tokens, so compression measures the structure of traffic rather than its
+randomness (Driftlock's tokenizer, API-AND-CBAD.md §2.9). JSON is canonicalized first: keys sorted,
+compact separators, so equal events give equal bytes whatever their key order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["canonical_json", "event_bytes", "tokenize"]
+
+# Order matters: the most specific patterns first.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"), "<TS>"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "<JWT>"),
+    (
+        re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+        "<UUID>",
+    ),
+    (re.compile(r"\b[0-9a-fA-F]{32,64}\b"), "<HASH>"),
+    (re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "<EMAIL>"),
+    (re.compile(r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"), "<IP>"),
+    (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])"), "<IP>"),
+    # base64: long, and mixing digits with both letter cases, so ordinary words and paths survive
+    (
+        re.compile(
+            r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*\d)(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[A-Z])"
+            r"[A-Za-z0-9+/]{20,}={0,2}"
+        ),
+        "<B64>",
+    ),
+    (re.compile(r"(?<![\w.])\d{4,}(?:\.\d+)?(?![\w.])"), "<NUM>"),
+)
+
+
+def tokenize(text: str) -> str:
+    """Replace ids, hashes, JWTs, base64, timestamps, IPs, emails and long numbers with tokens."""
+    for pattern, token in _PATTERNS:
+        text = pattern.sub(token, text)
+    return text
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def event_bytes(event: Any, *, tokenizer: bool = True) -> bytes:
+    """Serialize one event compactly (no newline inside) and tokenize it."""
+    text = canonical_json(event)
+    if tokenizer:
+        text = tokenize(text)
+    return text.encode("utf-8")
