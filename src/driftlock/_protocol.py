@@ -232,9 +232,7 @@ def error_from_response(response: Response, url: str) -> DriftlockError:
     }
     status = response.status
     if status in (401, 403):
-        return DriftlockAuthenticationError(
-            f"{message}. Check the API_KEY setting (DRIFTLOCK_API_KEY).", **kwargs
-        )
+        return DriftlockAuthenticationError(f"{message}. Check the API_KEY setting (DRIFTLOCK_API_KEY).", **kwargs)
     if status == 429:
         return DriftlockRateLimitError(message, retry_after=wait, **kwargs)
     if status in (400, 404, 409, 413, 422):

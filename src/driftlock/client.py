@@ -120,9 +120,7 @@ class DriftlockSyncClient(_ClientBase):
             with self._lock:
                 if self._http is None or self._pid != os.getpid():
                     # A pool inherited across fork() shares sockets with the parent: never reuse it.
-                    self._http = httpx.Client(
-                        follow_redirects=False, **self._transport_kwargs(asynchronous=False)
-                    )
+                    self._http = httpx.Client(follow_redirects=False, **self._transport_kwargs(asynchronous=False))
                     self._pid = os.getpid()
         return self._http
 
@@ -226,9 +224,7 @@ class DriftlockClient(_ClientBase):
     def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._http is None or self._loop is not loop:
-            self._http = httpx.AsyncClient(
-                follow_redirects=False, **self._transport_kwargs(asynchronous=True)
-            )
+            self._http = httpx.AsyncClient(follow_redirects=False, **self._transport_kwargs(asynchronous=True))
             self._loop = loop
         return self._http
 
@@ -290,9 +286,7 @@ class DriftlockClient(_ClientBase):
     async def health(self) -> Health:
         return Health.from_dict(await self._call("GET", "/healthz"))
 
-    async def list_anomalies(
-        self, stream_id: str | None = None, limit: int = 50, offset: int = 0
-    ) -> AnomalyPage:
+    async def list_anomalies(self, stream_id: str | None = None, limit: int = 50, offset: int = 0) -> AnomalyPage:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if stream_id:
             params["stream_id"] = stream_id
@@ -301,13 +295,9 @@ class DriftlockClient(_ClientBase):
     async def get_anomaly(self, anomaly_id: str) -> Anomaly:
         return Anomaly.from_dict(await self._call("GET", self._anomaly_path(anomaly_id)))
 
-    async def send_feedback(
-        self, anomaly_id: str, feedback_type: str, reason: str | None = None
-    ) -> dict[str, Any]:
+    async def send_feedback(self, anomaly_id: str, feedback_type: str, reason: str | None = None) -> dict[str, Any]:
         body = {"feedback_type": feedback_type, **({"reason": reason} if reason else {})}
-        result: dict[str, Any] = await self._call(
-            "POST", self._anomaly_path(anomaly_id, "/feedback"), body=body
-        )
+        result: dict[str, Any] = await self._call("POST", self._anomaly_path(anomaly_id, "/feedback"), body=body)
         return result
 
     async def aclose(self) -> None:

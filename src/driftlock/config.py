@@ -83,9 +83,7 @@ class Config:
 
     def replace(self, **kwargs: Any) -> Config:
         """Return a copy with some keyword settings changed (validated like :meth:`resolve`)."""
-        checked = {
-            _name_of(k, upper=False): _check(k, _name_of(k, upper=False), v) for k, v in kwargs.items()
-        }
+        checked = {_name_of(k, upper=False): _check(k, _name_of(k, upper=False), v) for k, v in kwargs.items()}
         return dataclasses.replace(self, **checked)
 
     # -- derived ------------------------------------------------------------------------------
@@ -173,11 +171,7 @@ def _check(key: str, name: str, value: Any) -> Any:
             raise _fail(key, f"an integer >= {low}", value)
         return value
     if name in ("exclude_paths", "span_kinds"):
-        if (
-            isinstance(value, str)
-            or not isinstance(value, list | tuple)
-            or not all(isinstance(v, str) for v in value)
-        ):
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise _fail(key, "a list of strings", value)
         if name == "exclude_paths":
             bad = [v for v in value if not v.startswith("/")]
@@ -242,5 +236,5 @@ def django_settings_dict() -> Mapping[str, Any] | None:
     settings = conf.settings
     if not settings.configured:
         return None
-    value = getattr(settings, "DRIFTLOCK", None)
-    return value  # type: ignore[no-any-return]
+    value: Mapping[str, Any] | None = getattr(settings, "DRIFTLOCK", None)
+    return value

@@ -86,7 +86,7 @@ def _ncd(c_a: int, c_b: int, c_ab: int) -> float:
 
 def _slices(baseline: Sequence[bytes], size: int) -> list[bytes]:
     """Window-sized slices of the baseline, newest first, at most MAX_SLICES."""
-    out = []
+    out: list[bytes] = []
     end = len(baseline)
     while end - size >= 0 and len(out) < MAX_SLICES:
         out.append(_join(baseline[end - size : end]))
@@ -94,9 +94,7 @@ def _slices(baseline: Sequence[bytes], size: int) -> list[bytes]:
     return out or [_join(baseline)]
 
 
-def _matched_ncd(
-    slices: Sequence[bytes], window: bytes, c_window: int, size: Callable[[bytes], int]
-) -> float:
+def _matched_ncd(slices: Sequence[bytes], window: bytes, c_window: int, size: Callable[[bytes], int]) -> float:
     return sum(_ncd(size(s), c_window, size(s + window)) for s in slices) / len(slices)
 
 
@@ -182,11 +180,7 @@ def analyse(baseline: Sequence[bytes], window: Sequence[bytes], settings: Detect
         composite_pass = composite(p) >= COMPOSITE_PASS
         strong = ncd_pass and p_pass
         votes = drop + jump + composite_pass + novelty_pass
-        return (
-            strong
-            or (composite_pass and (votes >= 2 or ncd_pass))
-            or (novelty_pass and (votes >= 2 or strong))
-        )
+        return strong or (composite_pass and (votes >= 2 or ncd_pass)) or (novelty_pass and (votes >= 2 or strong))
 
     total = settings.permutation_count
     count = done = 0

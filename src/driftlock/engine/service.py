@@ -72,9 +72,7 @@ class Store(Protocol):
     def save_stream(self, state: StreamState, appended: int) -> None: ...
     def list_stream_ids(self) -> list[str]: ...
     def add_anomalies(self, records: list[dict[str, Any]]) -> None: ...
-    def list_anomalies(
-        self, stream_id: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]: ...
+    def list_anomalies(self, stream_id: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]: ...
     def get_anomaly(self, anomaly_id: str) -> dict[str, Any] | None: ...
     def add_feedback(self, anomaly_id: str, feedback_type: str, reason: str | None) -> bool: ...
 
@@ -104,9 +102,7 @@ class MemoryStore:
             while len(self._anomalies) > self._max:
                 del self._anomalies[next(iter(self._anomalies))]
 
-    def list_anomalies(
-        self, stream_id: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    def list_anomalies(self, stream_id: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         with self._lock:
             rows = [a for a in reversed(self._anomalies.values()) if stream_id in (None, a["stream_id"])]
         return rows[offset : offset + limit], len(rows)
@@ -309,9 +305,7 @@ class DetectionService:
 
     # -- one router for the embedded transport and the server ----------------------------------
 
-    def handle(
-        self, method: str, path: str, query: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Answer one API request; returns (status, JSON body). Errors use the error envelope."""
         request_id = str(time.time_ns())
         try:
@@ -319,9 +313,7 @@ class DetectionService:
         except ApiError as exc:
             return exc.status, exc.body(request_id)
 
-    def _route(
-        self, method: str, path: str, query: Mapping[str, str], body: bytes, request_id: str
-    ) -> dict[str, Any]:
+    def _route(self, method: str, path: str, query: Mapping[str, str], body: bytes, request_id: str) -> dict[str, Any]:
         if path.startswith("/api/"):
             path = path[4:]
         if path == "/healthz" and method == "GET":
@@ -389,9 +381,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
-def _anomaly(
-    found: WindowResult, events: list[Any], stream_id: str | None, batch_id: str | None
-) -> dict[str, Any]:
+def _anomaly(found: WindowResult, events: list[Any], stream_id: str | None, batch_id: str | None) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "index": found.index,

@@ -82,25 +82,21 @@ def resolve_settings(
         if key in override:
             value = override[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SettingsError(
-                    f"config_override.{key} must be an integer from {low} to {high}, got {value!r}"
-                )
+                raise SettingsError(f"config_override.{key} must be an integer from {low} to {high}, got {value!r}")
             changes[key] = value
-    for key, (low, high) in _FLOAT_RANGES.items():
+    for key, (flow, fhigh) in _FLOAT_RANGES.items():
         if key in override:
-            value = override[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
+            number = override[key]
+            if isinstance(number, bool) or not isinstance(number, int | float) or not flow < number < fhigh:
                 raise SettingsError(
-                    f"config_override.{key} must be a number between {low} and {high}, got {value!r}"
+                    f"config_override.{key} must be a number between {flow} and {fhigh}, got {number!r}"
                 )
-            changes[key] = float(value)
+            changes[key] = float(number)
     if "compressor" in override:
-        value = str(override["compressor"]).lower()
-        if value not in COMPRESSORS:
-            raise SettingsError(
-                f"config_override.compressor must be one of {', '.join(COMPRESSORS)}, got {value!r}"
-            )
-        changes["compressor"] = value
+        name = str(override["compressor"]).lower()
+        if name not in COMPRESSORS:
+            raise SettingsError(f"config_override.compressor must be one of {', '.join(COMPRESSORS)}, got {name!r}")
+        changes["compressor"] = name
     for key, kind in (("tokenizer", bool), ("seed", int)):
         if key in override:
             if not isinstance(override[key], kind) or (kind is int and isinstance(override[key], bool)):
@@ -117,9 +113,7 @@ def resolve_settings(
             f"config_override.hop_size ({settings.hop_size}) must not exceed window_size ({settings.window_size})"
         )
     if settings.min_events > MAX_STATE_EVENTS:
-        raise SettingsError(
-            f"baseline_size + window_size ({settings.min_events}) must not exceed {MAX_STATE_EVENTS}"
-        )
+        raise SettingsError(f"baseline_size + window_size ({settings.min_events}) must not exceed {MAX_STATE_EVENTS}")
     if permutation_cap is not None and settings.permutation_count > permutation_cap:
         settings = replace(settings, permutation_count=permutation_cap)
     return settings

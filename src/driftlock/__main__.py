@@ -1,0 +1,5 @@
+import sys
+
+from driftlock.cli import main
+
+sys.exit(main())

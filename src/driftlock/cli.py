@@ -1,0 +1,105 @@
+"""The ``driftlock`` command: ``serve`` runs the local API; ``detect`` sends events from a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from driftlock.exceptions import DriftlockError
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from driftlock.server import run
+
+    keys = list(args.api_key or [])
+    keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
+
+    def ready(url: str) -> None:
+        print(f"driftlock serve listening on {url} (database: {args.db})", flush=True)
+
+    try:
+        run(
+            args.host,
+            args.port,
+            db=args.db,
+            api_keys=keys,
+            span_kinds=[k.strip() for k in args.span_kinds.split(",") if k.strip()],
+            log_level=args.log_level,
+            on_ready=ready,
+        )
+    except (ValueError, ImportError) as exc:
+        print(f"driftlock serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from driftlock.client import DriftlockSyncClient
+
+    with open(args.file) if args.file != "-" else sys.stdin as handle:
+        events = [json.loads(line) for line in handle if line.strip()]
+    options = {"base_url": args.base_url} if args.base_url else {}
+    try:
+        with DriftlockSyncClient(**options) as client:
+            result = client.detect(events, stream_id=args.stream_id)
+    except DriftlockError as exc:
+        print(f"driftlock detect: {exc}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "status": result.status,
+                "total_events": result.total_events,
+                "anomalies": [
+                    {"index": a.index, "ncd": a.metrics.ncd, "p_value": a.metrics.p_value, "why": a.why}
+                    for a in result.anomalies
+                ],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="driftlock", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the local Driftlock-compatible API and OTLP receiver")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)")
+    serve.add_argument(
+        "--db",
+        default="driftlock.sqlite3",
+        help="SQLite file for streams and anomalies, or :memory: (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        help="accept this API key (repeatable; also DRIFTLOCK_SERVE_API_KEYS); none: no auth",
+    )
+    serve.add_argument(
+        "--span-kinds",
+        default="server,consumer",
+        help="span kinds the OTLP receiver turns into events (default: %(default)s)",
+    )
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
+    serve.set_defaults(func=_serve)
+
+    detect = commands.add_parser("detect", help="send JSON-lines events for detection and print anomalies")
+    detect.add_argument("file", help="file of JSON events, one per line, or - for stdin")
+    detect.add_argument("--stream-id", default=None)
+    detect.add_argument("--base-url", default=None, help="API root; default: DRIFTLOCK_BASE_URL or embedded")
+    detect.set_defaults(func=_detect)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
