@@ -115,6 +115,7 @@ class MemoryStore:
         if record is None:
             return False
         record.setdefault("feedback", []).append({"feedback_type": feedback_type, "reason": reason})
+        record["status"] = "acknowledged" if feedback_type == "confirmed" else "resolved"
         return True
 
 
@@ -277,7 +278,9 @@ class DetectionService:
             "batch_id": record.get("batch_id"),
             "index": record.get("index"),
             "metrics": record["metrics"],
-            "details": {"event": record.get("event"), "why": record["why"]},
+            "event": record.get("event"),
+            "why": record["why"],
+            "feedback": record.get("feedback", []),
             "request_id": request_id,
         }
 
@@ -397,7 +400,7 @@ def _record(anomaly: dict[str, Any], stream_id: str, batch_id: str) -> dict[str,
         **anomaly,
         "stream_id": stream_id,
         "batch_id": batch_id,
-        "status": "new",
+        "status": "open",
         "detected_at": _iso(time.time()),
     }
 
@@ -412,7 +415,7 @@ def _summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "entropy_change": m["entropy_change"],
         "p_value": m["p_value"],
         "confidence": m["confidence_level"],
-        "status": record.get("status", "new"),
+        "status": record.get("status", "open"),
         "explanation": record["why"],
         "detected_at": record["detected_at"],
     }

@@ -159,6 +159,6 @@ class SqliteStore:
             )
             self._db.execute(
                 "UPDATE anomalies SET record = json_set(record, '$.status', ?) WHERE id = ?",
-                ("acknowledged" if feedback_type == "confirmed" else "dismissed", anomaly_id),
+                ("acknowledged" if feedback_type == "confirmed" else "resolved", anomaly_id),
             )
             return True
