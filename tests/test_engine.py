@@ -31,7 +31,7 @@ def test_equal_input_gives_equal_results() -> None:
     events = traffic.events(600, seed=3) + [traffic.scanner(random.Random(1)) for _ in range(30)]
     first = DetectionService().detect({"stream_id": "a", "events": events}, request_id="1")
     second = DetectionService().detect({"stream_id": "a", "events": events}, request_id="1")
-    strip = lambda r: [(a["index"], a["metrics"], a["why"]) for a in r["anomalies"]]  # noqa: E731
+    strip = lambda r: [(a["index"], a["metrics"], a["why"]) for a in r["anomalies"]]
     assert strip(first) == strip(second) and first["anomaly_count"] >= 1
 
 
