@@ -156,7 +156,10 @@ def test_demo_detect_and_its_rate_limit() -> None:
 def test_refuses_a_public_address_without_a_key() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "driftlock", "serve", "--host", "0.0.0.0", "--port", "0", "--db", ":memory:"],
-        capture_output=True, text=True, timeout=60, env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
     )
     assert result.returncode == 2
     assert "Refusing to listen on 0.0.0.0 without an API key" in result.stderr
@@ -189,8 +192,9 @@ def test_streams_are_served_concurrently(server: ServerProcess) -> None:
 
     def send(i: int) -> None:
         try:
-            r = httpx.post(server.url + "/v1/detect", json={"stream_id": f"conc-{i}", "events": traffic.events(500, i)},
-                           timeout=60)
+            r = httpx.post(
+                server.url + "/v1/detect", json={"stream_id": f"conc-{i}", "events": traffic.events(500, i)}, timeout=60
+            )
             assert r.status_code == 200 and r.json()["detection_ready"]
         except BaseException as exc:
             errors.append(exc)
@@ -238,8 +242,13 @@ OTLP_SENDER = textwrap.dedent(
 
 
 def test_otlp_from_the_sdk_exporter_in_another_process(server: ServerProcess) -> None:
-    result = subprocess.run([sys.executable, "-c", OTLP_SENDER, server.url, "460", "40"], capture_output=True,
-                            text=True, timeout=120, env=clean_env())
+    result = subprocess.run(
+        [sys.executable, "-c", OTLP_SENDER, server.url, "460", "40"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
     assert result.returncode == 0, result.stderr
     stream = wait_for(lambda: server.get("/v1/streams/otlp-shop").json(), message="stream otlp-shop")
     assert stream["events_ingested"] == 500  # SERVER spans only: the INTERNAL ones are not events
@@ -251,15 +260,27 @@ def test_otlp_from_the_sdk_exporter_in_another_process(server: ServerProcess) ->
 
 def test_otlp_json_and_stream_attribute(server: ServerProcess) -> None:
     span = {
-        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "GET /",
-        "kind": 2, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000030000000",
-        "attributes": [{"key": "http.request.method", "value": {"stringValue": "GET"}},
-                       {"key": "http.route", "value": {"stringValue": "items/<int:id>/"}},
-                       {"key": "http.response.status_code", "value": {"intValue": "200"}},
-                       {"key": "driftlock.stream_id", "value": {"stringValue": "json-stream"}}],
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "GET /",
+        "kind": 2,
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000000030000000",
+        "attributes": [
+            {"key": "http.request.method", "value": {"stringValue": "GET"}},
+            {"key": "http.route", "value": {"stringValue": "items/<int:id>/"}},
+            {"key": "http.response.status_code", "value": {"intValue": "200"}},
+            {"key": "driftlock.stream_id", "value": {"stringValue": "json-stream"}},
+        ],
     }
-    payload = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-                                  "scopeSpans": [{"scope": {"name": "t"}, "spans": [span, span]}]}]}
+    payload = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                "scopeSpans": [{"scope": {"name": "t"}, "spans": [span, span]}],
+            }
+        ]
+    }
     response = server.post("/v1/traces", json=payload)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
     assert server.get("/v1/streams/json-stream").json()["events_ingested"] == 2

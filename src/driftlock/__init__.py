@@ -4,6 +4,7 @@ Public names are re-exported here; this module never imports Django or Celery.
 """
 
 from driftlock._version import __version__
+from driftlock.anomalies import SpanDetails, add_anomaly_handler, remove_anomaly_handler
 from driftlock.client import AnomalyPage, DriftlockClient, DriftlockSyncClient, Health
 from driftlock.config import Config
 from driftlock.exceptions import (
@@ -14,7 +15,9 @@ from driftlock.exceptions import (
     DriftlockRateLimitError,
     DriftlockValidationError,
 )
+from driftlock.exporter import DriftlockSpanExporter
 from driftlock.models import Anomaly, AnomalyMetrics, Calibration, DetectionResult
+from driftlock.setup import configure
 
 __all__ = [
     "Anomaly",
@@ -29,8 +32,13 @@ __all__ = [
     "DriftlockError",
     "DriftlockNetworkError",
     "DriftlockRateLimitError",
+    "DriftlockSpanExporter",
     "DriftlockSyncClient",
     "DriftlockValidationError",
     "Health",
+    "SpanDetails",
     "__version__",
+    "add_anomaly_handler",
+    "configure",
+    "remove_anomaly_handler",
 ]

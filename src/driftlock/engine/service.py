@@ -192,6 +192,14 @@ class DetectionService:
                 "last_event_at": _iso(state.last_event_at),
             }
 
+    def recent_events(self, stream_id: str, limit: int) -> list[Any]:
+        """The stream's newest events as the engine stores them (canonical and tokenized), oldest first."""
+        if stream_id not in self._states and self.store.load_stream(stream_id) is None:
+            raise ApiError(404, f"stream {stream_id} not found")
+        with self._lock_for(stream_id):
+            events = list(self._state(stream_id).events)[-limit:]
+        return [json.loads(e) for e in events]
+
     def streams(self) -> list[dict[str, Any]]:
         ids = sorted(set(self.store.list_stream_ids()) | set(self._states))
         return [info for sid in ids if (info := self.stream_info(sid)) is not None]
@@ -327,6 +335,10 @@ class DetectionService:
             return self.list_anomalies(query, request_id=request_id)
         if path == "/v1/streams" and method == "GET":
             return {"streams": self.streams(), "request_id": request_id}
+        if path.startswith("/v1/streams/") and path.endswith("/events") and method == "GET":
+            stream_id = path.removeprefix("/v1/streams/").removesuffix("/events")
+            limit = _int_param(query, "limit", 100, 1, 2000)
+            return {"stream_id": stream_id, "events": self.recent_events(stream_id, limit), "request_id": request_id}
         if path.startswith("/v1/streams/") and method == "GET":
             info = self.stream_info(path.removeprefix("/v1/streams/"))
             if info is None:

@@ -1,0 +1,281 @@
+"""DriftlockSpanExporter against a real `driftlock serve`, in process and in other processes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import driftlock
+from driftlock import DriftlockSpanExporter
+from tests import traffic
+from tests.support import FaultServer, Reply, ServerProcess, clean_env, free_port_url, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+def make_spans(bodies: list[dict[str, Any]], service: str = "exp-svc") -> list[ReadableSpan]:
+    """Real SDK spans with the attributes the Django instrumentation sets, from traffic bodies."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    for body in bodies:
+        route = body["route"]
+        attributes = {"http.method": body["method"], "http.status_code": body["status"]}
+        if route.startswith("/"):
+            attributes["http.target"] = route
+        else:
+            attributes["http.route"] = route
+            attributes["http.target"] = "/" + route
+        with tracer.start_as_current_span(f"{body['method']} {route}", kind=SpanKind.SERVER, attributes=attributes):
+            pass
+    return list(memory.get_finished_spans())
+
+
+def test_sdk_spans_arrive_as_events(server: ServerProcess) -> None:
+    exporter = DriftlockSpanExporter(base_url=server.url, stream_id="exp-inproc")
+    spans = make_spans(
+        [
+            {"method": "GET", "route": "items/<int:id>/", "status": 200},
+            {"method": "POST", "route": "/wp-login.php", "status": 404},
+        ]
+    )
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    events = server.get("/v1/streams/exp-inproc/events").json()["events"]
+    assert [(e["body"]["method"], e["body"]["route"], e["body"]["status"]) for e in events] == [
+        ("GET", "items/<int:id>/", 200),
+        ("POST", "/wp-login.php", 404),
+    ]
+    assert events[0]["attributes"] == {"service": "exp-svc"} and exporter.exported_events == 2
+
+
+def test_anomalies_reach_log_callback_and_handlers(server: ServerProcess, caplog: pytest.LogCaptureFixture) -> None:
+    rng = random.Random(2)
+    bodies = [traffic.normal(rng)["body"] for _ in range(460)] + [traffic.scanner(rng)["body"] for _ in range(20)]
+    spans = make_spans(bodies)
+    seen: list[tuple[Any, Any]] = []
+    handled: list[Any] = []
+
+    def broken(anomaly: Any, span: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    driftlock.add_anomaly_handler(broken)
+    driftlock.add_anomaly_handler(lambda a, s: handled.append(a))
+    try:
+        exporter = DriftlockSpanExporter(
+            base_url=server.url, stream_id="exp-anomalies", on_anomaly=lambda a, s: seen.append((a, s))
+        )
+        with caplog.at_level(logging.WARNING):
+            assert exporter.export(spans) is SpanExportResult.SUCCESS
+    finally:
+        driftlock.remove_anomaly_handler(broken)
+        driftlock.anomalies._handlers.clear()
+    assert seen and len(handled) == len(seen)
+    anomaly, details = seen[0]
+    trace_ids = {format(s.context.trace_id, "032x"): s for s in spans}
+    assert details.trace_id in trace_ids and details.stream_id == "exp-anomalies"
+    assert details.event == {**details.event, "type": "trace"} and anomaly.index >= 460
+    assert trace_ids[details.trace_id] is spans[anomaly.index]
+    records = [r for r in caplog.records if r.name == "driftlock.anomalies"]
+    assert records and records[0].levelno == logging.WARNING
+    assert "exp-anomalies" in records[0].getMessage() and details.trace_id in records[0].getMessage()
+    assert any("handler" in r.getMessage() and r.name == "driftlock.exporter" for r in caplog.records)
+
+
+def test_api_down_fails_within_the_deadline_and_counts(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = DriftlockSpanExporter(base_url=free_port_url(), timeout=1.0)
+    spans = make_spans([{"method": "GET", "route": "x/", "status": 200}] * 3)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        assert exporter.export(spans) is SpanExportResult.FAILURE
+        assert exporter.export(spans) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 2 * 1.0 + 0.5
+    assert exporter.dropped_events == 6
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1  # at most once a minute
+    started = time.monotonic()
+    exporter.shutdown()
+    assert time.monotonic() - started < 1.0 + 1.0
+    assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_shutdown_interrupts_backoff() -> None:
+    with FaultServer(
+        default=Reply(503, {"error": {"code": "service_unavailable", "message": "down"}}, {"Retry-After": "5"})
+    ) as fs:
+        exporter = DriftlockSpanExporter(base_url=fs.url, timeout=20.0, max_retries=5)
+        spans = make_spans([{"method": "GET", "route": "x/", "status": 200}])
+        results: list[SpanExportResult] = []
+        worker = threading.Thread(target=lambda: results.append(exporter.export(spans)))
+        worker.start()
+        wait_for(lambda: fs.seen, message="first attempt")
+        started = time.monotonic()
+        exporter.shutdown(timeout_millis=1000)
+        worker.join(5)
+        assert not worker.is_alive() and time.monotonic() - started < 1.5
+    assert results == [SpanExportResult.FAILURE] and exporter.dropped_events == 1
+
+
+def test_force_flush_returns_at_once() -> None:
+    exporter = DriftlockSpanExporter(base_url=free_port_url())
+    assert exporter.force_flush(timeout_millis=10) is True
+
+
+def test_built_without_arguments_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOCK_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DRIFTLOCK_STREAM_ID", "env-stream")
+    exporter = DriftlockSpanExporter()
+    assert exporter.from_environment
+    assert exporter.config.base_url == "http://127.0.0.1:9" and exporter.config.stream_id == "env-stream"
+
+
+def test_entry_point_is_registered() -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = entry_points(group="opentelemetry_traces_exporter", name="driftlock")
+    assert ep.load() is DriftlockSpanExporter
+
+
+PLAIN_SERVICE = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+    configure = len(sys.argv) > 1 and sys.argv[1] == "configure"
+    if configure:
+        import driftlock
+        driftlock.configure(stream_id="both")
+        driftlock.configure(stream_id="both")
+    tracer = trace.get_tracer("plain")
+    for i in range(7):
+        attrs = {"http.request.method": "GET", "http.route": "/items/{id}", "http.response.status_code": 200,
+                 "url.path": f"/items/{i}"}
+        with tracer.start_as_current_span("GET /items/{id}", kind=SpanKind.SERVER, attributes=attrs):
+            pass
+    """
+)
+
+
+def run_script(script: str, *args: str, instrument: bool = False, **env: str) -> None:
+    cmd = [sys.executable, "-c", script, *args]
+    if instrument:
+        cmd = [
+            str(BIN / "opentelemetry-instrument"),
+            "--traces_exporter",
+            "driftlock",
+            "--metrics_exporter",
+            "none",
+            "--logs_exporter",
+            "none",
+            *cmd,
+        ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=clean_env(**env))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_opentelemetry_instrument_with_the_driftlock_exporter(server: ServerProcess) -> None:
+    run_script(PLAIN_SERVICE, instrument=True, DRIFTLOCK_BASE_URL=server.url, OTEL_SERVICE_NAME="plain-svc")
+    events = wait_for(lambda: server.get("/v1/streams/plain-svc/events").json().get("events"), message="events")
+    assert len(events) == 7 and events[0]["body"]["route"] == "/items/{id}"
+
+
+def test_configure_together_with_otel_traces_exporter_sends_each_span_once(server: ServerProcess) -> None:
+    run_script(PLAIN_SERVICE, "configure", instrument=True, DRIFTLOCK_BASE_URL=server.url)
+    assert server.get("/v1/streams/both").json()["events_ingested"] == 7
+
+
+CONFIGURE_TWICE = textwrap.dedent(
+    """
+    import sys, driftlock
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+    first = driftlock.configure(base_url=sys.argv[1], stream_id="twice")
+    second = driftlock.configure(base_url=sys.argv[1], stream_id="twice")
+    assert first is second
+    tracer = trace.get_tracer("t")
+    for i in range(5):
+        with tracer.start_as_current_span("GET", kind=SpanKind.SERVER,
+                                          attributes={"http.method": "GET", "http.route": "a/", "http.status_code": 200}):
+            pass
+    trace.get_tracer_provider().shutdown()
+    """
+)
+
+
+def test_configure_twice_sends_each_span_once(server: ServerProcess) -> None:
+    run_script(CONFIGURE_TWICE, server.url)
+    assert server.get("/v1/streams/twice").json()["events_ingested"] == 5
+
+
+FORKED = textwrap.dedent(
+    """
+    import os, sys, driftlock
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+    exporter = driftlock.configure(base_url=sys.argv[1], stream_id="fork-parent")
+    tracer = trace.get_tracer("t")
+    def request(stream):
+        attrs = {"http.method": "GET", "http.route": "a/", "http.status_code": 200, "driftlock.stream_id": stream}
+        with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes=attrs):
+            pass
+    request("fork-parent")
+    trace.get_tracer_provider().force_flush()
+    assert exporter._client is not None  # the HTTP client exists before fork()
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(4):
+            request("fork-child")
+        trace.get_tracer_provider().force_flush()
+        os._exit(0 if exporter.exported_events == 1 + 4 else 3)  # counters are inherited
+    _, status = os.waitpid(pid, 0)
+    trace.get_tracer_provider().shutdown()
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_process_forked_after_setup_exports_from_the_child(server: ServerProcess) -> None:
+    run_script(FORKED, server.url)
+    assert server.get("/v1/streams/fork-child").json()["events_ingested"] == 4
+    assert server.get("/v1/streams/fork-parent").json()["events_ingested"] == 1
+
+
+SHUTDOWN_DOWN = textwrap.dedent(
+    """
+    import sys, time, driftlock
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+    driftlock.configure(base_url=sys.argv[1], timeout=2.0)
+    tracer = trace.get_tracer("t")
+    with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes={"http.method": "GET"}):
+        pass
+    started = time.monotonic()
+    trace.get_tracer_provider().shutdown()
+    print(round(time.monotonic() - started, 3))
+    """
+)
+
+
+def test_shutdown_with_the_api_down_finishes_within_timeout_plus_one_second() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SHUTDOWN_DOWN, free_port_url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.strip().splitlines()[-1]) < 2.0 + 1.0
