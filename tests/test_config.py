@@ -22,7 +22,7 @@ def test_django_settings_dict_is_read_when_django_is_configured(monkeypatch: pyt
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(DRIFTLOCK={"STREAM_ID": "django-app"})
+        settings.configure()  # DRIFTLOCK is set below and removed again after the test
         django.setup()
     monkeypatch.setattr(settings, "DRIFTLOCK", {"STREAM_ID": "django-app"}, raising=False)
     assert Config.resolve().stream_id == "django-app"
