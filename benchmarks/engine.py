@@ -26,11 +26,12 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from driftlock.engine import DetectionService  # noqa: E402
-from driftlock.engine import stream as engine_stream  # noqa: E402
-from driftlock.engine.cbad import Detection  # noqa: E402
-from driftlock.engine.settings import DetectionSettings  # noqa: E402
-from tests import traffic  # noqa: E402
+from tests import traffic
+
+from driftlock.engine import DetectionService
+from driftlock.engine import stream as engine_stream
+from driftlock.engine.cbad import Detection
+from driftlock.engine.settings import DetectionSettings
 
 BATCH = 100
 OVERRIDE = {"profile": "balanced", "permutation_count": 300}

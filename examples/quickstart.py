@@ -18,7 +18,12 @@ ROUTES = ["", "products/", "products/<int:pk>/", "search/", "cart/", "checkout/"
 
 def request(rng: random.Random) -> dict[str, object]:
     route = rng.choice(ROUTES)
-    body: dict[str, object] = {"method": "GET", "route": route, "status": 200, "duration": rng.choice(["<25ms", "<50ms"])}
+    body: dict[str, object] = {
+        "method": "GET",
+        "route": route,
+        "status": 200,
+        "duration": rng.choice(["<25ms", "<50ms"]),
+    }
     if route == "search/":
         body["query"] = {"q": rng.choice(["shoes", "lamp", "desk", "mug"])}
     return {"type": "trace", "body": body}
