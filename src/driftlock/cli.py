@@ -1,4 +1,4 @@
-"""The ``driftlock`` command: ``serve`` runs the local API; ``detect`` sends events from a file."""
+"""The ``driftlock`` command: ``serve`` runs the local API; ``detect`` sends events from a file; ``demo`` shows it all."""
 
 from __future__ import annotations
 
@@ -66,6 +66,18 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from driftlock.demo.runner import main as demo
+    except ImportError as exc:
+        print(f'driftlock demo needs the demo extra: pip install "driftlock[demo]" ({exc})', file=sys.stderr)
+        return 2
+    if args.duration <= 0:
+        print("driftlock demo: --duration must be a positive number of seconds", file=sys.stderr)
+        return 2
+    return demo(args.seed, args.duration, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="driftlock", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect.add_argument("--stream-id", default=None)
     detect.add_argument("--base-url", default=None, help="API root; default: DRIFTLOCK_BASE_URL or embedded")
     detect.set_defaults(func=_detect)
+
+    demo = commands.add_parser("demo", help="watch a demo shop: local server, real requests, anomalies found")
+    demo.add_argument("--seed", type=int, default=1, help="traffic seed (default: %(default)s)")
+    demo.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)"
+    )
+    demo.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
+    demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

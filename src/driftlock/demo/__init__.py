@@ -1,0 +1,1 @@
+"""``driftlock demo``: a Django shop, the middleware, real requests, and anomalies found and explained."""

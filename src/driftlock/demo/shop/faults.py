@@ -1,0 +1,45 @@
+"""What the demo does to the shop during a fault episode: every request fails, or every request is slow.
+
+The demo writes ``error`` or ``slow`` into the file named by DRIFTLOCK_DEMO_FAULTS; each worker
+process reads it again when its modification time changes, so a fault starts and ends everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+SLOW_SECONDS = 0.15
+
+_seen: tuple[float, str] = (0.0, "")
+
+
+def current_fault() -> str:
+    global _seen
+    path = os.environ.get("DRIFTLOCK_DEMO_FAULTS")
+    if not path:
+        return ""
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return ""
+    if mtime != _seen[0]:
+        with open(path) as handle:
+            _seen = (mtime, handle.read().strip())
+    return _seen[1]
+
+
+class FaultMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        fault = current_fault()
+        if fault == "error":
+            raise ConnectionError("database connection lost")
+        if fault == "slow":
+            time.sleep(SLOW_SECONDS)
+        return self.get_response(request)
