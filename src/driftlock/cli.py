@@ -1,4 +1,4 @@
-"""The ``driftlock`` command: ``serve`` runs the local API; ``detect`` sends events from a file; ``demo`` shows it all."""
+"""The ``driftlock`` command: ``serve`` (the local API), ``detect`` (events from a file), ``demo`` (all of it)."""
 
 from __future__ import annotations
 
@@ -111,9 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="watch a demo shop: local server, real requests, anomalies found")
     demo.add_argument("--seed", type=int, default=1, help="traffic seed (default: %(default)s)")
-    demo.add_argument(
-        "--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)"
-    )
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)")
     demo.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
     demo.set_defaults(func=_demo)
 

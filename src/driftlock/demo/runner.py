@@ -212,17 +212,19 @@ def run(seed: int = 1, duration: float = 60.0, progress: Any = None) -> DemoResu
             event_times: list[float] = []
             done = 0
             limits = httpx.Limits(max_connections=CONCURRENCY)
-            with httpx.Client(base_url=shop_url, timeout=30, limits=limits, follow_redirects=False) as http:
-                with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="demo-traffic") as pool:
-                    for phase in phases:
-                        label = f"episode: {phase.kind.replace('_', ' ')}" if phase.kind else "ordinary traffic"
-                        _set_fault(faults, phase.fault)
-                        sent = list(pool.map(lambda r: _send(http, pacer, r), phase.requests))
-                        _set_fault(faults, None)
-                        event_times.extend(t for t, r in zip(sent, phase.requests, strict=True) if scenarios.is_event(r))
-                        done += len(phase.requests)
-                        if progress is not None:
-                            progress(done, total, label)
+            with (
+                httpx.Client(base_url=shop_url, timeout=30, limits=limits, follow_redirects=False) as http,
+                ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="demo-traffic") as pool,
+            ):
+                for phase in phases:
+                    label = f"episode: {phase.kind.replace('_', ' ')}" if phase.kind else "ordinary traffic"
+                    _set_fault(faults, phase.fault)
+                    sent = list(pool.map(lambda r: _send(http, pacer, r), phase.requests))
+                    _set_fault(faults, None)
+                    event_times += [t for t, r in zip(sent, phase.requests, strict=True) if scenarios.is_event(r)]
+                    done += len(phase.requests)
+                    if progress is not None:
+                        progress(done, total, label)
             with httpx.Client(base_url=server_url, timeout=30) as api:
                 _wait_for_events(api, events_expected, progress)
                 details = _anomalies(api)

@@ -56,15 +56,16 @@ class Phase:
         return self.kind is not None
 
 
+WEIGHTS = {"home": 12, "list": 14, "product": 30, "search": 14, "cart": 8, "add": 8, "login": 5, "checkout": 4,
+           "health": 5}  # fmt: skip
+
+
 @dataclass
 class Traffic:
     """Ordinary shoppers: mostly browsing, some searching, a few carts, logins and checkouts."""
 
     rng: random.Random
-    weights: dict[str, int] = field(
-        default_factory=lambda: {"home": 12, "list": 14, "product": 30, "search": 14, "cart": 8, "add": 8,
-                                 "login": 5, "checkout": 4, "health": 5}  # fmt: skip
-    )
+    weights: dict[str, int] = field(default_factory=lambda: dict(WEIGHTS))
 
     def request(self) -> Request:
         action = self.rng.choices(list(self.weights), list(self.weights.values()))[0]
@@ -117,6 +118,9 @@ def plan(
 ) -> list[Phase]:
     """Warm-up traffic, then for each round and kind: ``gap`` ordinary requests and an episode of
     ``episode`` requests, ``share`` of them the episode's own (all of them, for shop faults)."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown episode kind {unknown[0]!r}; expected one of {', '.join(KINDS)}")
     rng = random.Random(seed)
     shoppers = Traffic(random.Random(rng.random()))
     phases = [Phase(None, tuple(shoppers.request() for _ in range(warmup)))]

@@ -63,9 +63,14 @@ def group_alarms(alarms: Sequence[int], window: int) -> list[list[int]]:
     return groups
 
 
-def score(episodes: Sequence[Episode], alarms: Sequence[int], *, window: int, normal_events: int) -> Score:
+def score(
+    episodes: Sequence[Episode], alarms: Sequence[int], *, window: int, normal_events: int, min_detections: int = 1
+) -> Score:
+    """Attribute alarms to episodes. ``min_detections``: an incident of fewer anomalous detections is
+    ignored (a persistence rule, for comparing alarm policies)."""
     if window < 1:
         raise ValueError(f"window must be at least 1 event, got {window}")
+    alarms = [a for g in group_alarms(alarms, window) if len(g) >= min_detections for a in g]
     results = []
     for episode in episodes:
         covering = [a for a in sorted(alarms) if episode.covers(a, window)]

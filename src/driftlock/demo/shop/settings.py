@@ -6,7 +6,7 @@ import os
 
 from driftlock.demo.scenarios import EXCLUDED
 
-SECRET_KEY = "driftlock-demo-not-secret"  # noqa: S105 - a local demo
+SECRET_KEY = "driftlock-demo-not-secret"  # a local demo
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 ROOT_URLCONF = "driftlock.demo.shop.urls"

@@ -26,7 +26,7 @@ def product(request: HttpRequest, pk: int) -> JsonResponse:
 
 def search(request: HttpRequest) -> JsonResponse:
     q = request.GET.get("q", "").lower()
-    return JsonResponse({"results": [p for p in PRODUCTS.values() if q and q in p["name"].lower()]})
+    return JsonResponse({"results": [p for p in PRODUCTS.values() if q and q in str(p["name"]).lower()]})
 
 
 def cart(request: HttpRequest) -> JsonResponse:

@@ -1,0 +1,131 @@
+"""The demo: its scenario generator, its scorer, and `driftlock demo` itself, end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from urllib.parse import unquote_plus
+
+import pytest
+
+from driftlock.demo import scenarios
+from driftlock.demo.scoring import Episode, group_alarms, score
+from tests.support import clean_env
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def test_equal_seeds_give_equal_plans_and_other_seeds_differ() -> None:
+    assert scenarios.plan(3) == scenarios.plan(3)
+    assert scenarios.plan(3) != scenarios.plan(4)
+
+
+def test_a_plan_has_every_kind_once_per_round_between_ordinary_traffic() -> None:
+    phases = scenarios.plan(1, warmup=100, gap=30, episode=20, rounds=2)
+    kinds = [p.kind for p in phases if p.kind]
+    assert sorted(kinds) == sorted(scenarios.KINDS * 2)
+    assert phases[0].kind is None and len(phases[0].requests) == 100 and phases[-1].kind is None
+    for before, phase in itertools.pairwise(phases):
+        if phase.kind:
+            assert before.kind is None and len(before.requests) == 30  # every episode follows ordinary traffic
+
+
+def test_episode_requests_look_like_their_kind() -> None:
+    phases = {p.kind: p for p in scenarios.plan(2, episode=40) if p.kind}
+    own = {kind: [r for r in p.requests if r.kind == kind] for kind, p in phases.items()}
+    assert all(r.path.endswith((".php", ".env", "config", "credentials", ".sql", ".json", "status", "env", "luci"))
+               for r in own["scanner"])  # fmt: skip
+    injected = [unquote_plus(r.path.removeprefix("/search/?q=")) for r in own["sql_injection"]]
+    assert injected and all(any(mark in q for mark in ("'", '"', "<script>", "../")) for q in injected)
+    assert all(r.method == "POST" and r.path == "/login/" for r in own["credential_stuffing"])
+    assert all(r.path.startswith("/api/v2/export/") for r in own["new_endpoint"])
+    assert phases["error_burst"].fault == "error" and phases["latency_spike"].fault == "slow"
+    assert all(r.kind == "error_burst" for r in phases["error_burst"].requests)  # the whole shop suffers
+    mixed = phases["scanner"].requests
+    assert 0 < len(own["scanner"]) < len(mixed)  # mixed with ordinary traffic
+    ordinary = [r for p in scenarios.plan(2) if p.kind is None for r in p.requests]
+    assert not any(r.path.startswith("/api/v2/") for r in ordinary)  # the new endpoint really is new
+
+
+def test_unknown_episode_kind_is_named() -> None:
+    with pytest.raises(ValueError, match=r"'sniffing'.*scanner"):
+        scenarios.plan(1, kinds=("sniffing",))
+
+
+def test_episode_positions_count_events_not_excluded_requests() -> None:
+    health = scenarios.Request("GET", "/health/")
+    page = scenarios.Request("GET", "/")
+    probe = scenarios.Request("GET", "/.env", kind="scanner")
+    phases = [
+        scenarios.Phase(None, (page, health, page)),
+        scenarios.Phase("scanner", (probe, health, page, probe)),
+        scenarios.Phase(None, (page,)),
+    ]
+    assert list(scenarios.episodes(phases)) == [("scanner", 2, 4)]
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+def test_alarms_closer_than_a_window_are_one_incident() -> None:
+    assert group_alarms([300, 120, 100, 110, 400], window=50) == [[100, 110, 120], [300], [400]]
+
+
+def test_score_finds_misses_and_counts_false_alarms() -> None:
+    episodes = [
+        Episode("scanner", 1000, 1039),
+        Episode("latency_spike", 2000, 2019),
+        Episode("new_endpoint", 3000, 3039),
+    ]
+    alarms = [500, 1010, 1020, 1030, 1080, 2300, 3089, 3090]  # 1080 and 3089 are still within a window
+    result = score(episodes, alarms, window=50, normal_events=10_000)
+    assert [r.found for r in result.episodes] == [True, False, True]
+    assert [r.delay for r in result.episodes] == [10, None, 89]
+    assert result.false_alarms == 2 and result.alarms == 4  # 500 and 2300
+    assert result.false_alarms_per_10k == 2.0
+    assert result.by_kind == {"scanner": (1, 1), "latency_spike": (0, 1), "new_endpoint": (1, 1)}
+
+
+def test_an_alarm_after_the_window_has_passed_is_false() -> None:
+    result = score([Episode("scanner", 100, 120)], [171], window=50, normal_events=1000)
+    assert not result.episodes[0].found and result.false_alarms == 1
+
+
+def test_persistence_rule_drops_lone_detections() -> None:
+    episodes = [Episode("scanner", 100, 140)]
+    result = score(episodes, [20, 110, 120], window=50, normal_events=1000, min_detections=2)
+    assert result.episodes[0].found and result.false_alarms == 0 and result.alarms == 1
+
+
+def test_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="window"):
+        score([], [], window=0, normal_events=1)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_driftlock_demo_runs_end_to_end_and_finds_episodes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "driftlock", "demo", "--json", "--duration", "15", "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["episodes_injected"] == 6 and report["events"] > 2000
+    assert report["episodes_found"] >= 4, report["episodes"]
+    found = {a["kind"] for a in report["alarms"] if a["kind"]}
+    assert {"scanner", "sql_injection", "new_endpoint"} <= found
+    assert all(a["why"] and a["routes"] and 0 <= a["p_value"] <= 1 for a in report["alarms"])
+
+
+def test_demo_refuses_a_bad_duration() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "driftlock", "demo", "--duration", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "--duration" in result.stderr
