@@ -61,6 +61,10 @@ class Response:
 Flow = Generator[Send | Sleep, Any, Any]
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""Compact, strict JSON; built once, because ``json.dumps`` with options builds an encoder per call."""
+
+
 def to_envelope(item: Any) -> Any:
     """Full envelopes (with ``body``) pass through; anything else becomes the ``body`` of one."""
     if isinstance(item, Mapping) and "body" in item and set(item) <= _ENVELOPE_KEYS:
@@ -77,13 +81,17 @@ def encode_events(events: Iterable[Any]) -> list[Any]:
     items = [to_envelope(e) for e in events]
     if not items:
         raise DriftlockValidationError("events must not be empty", code="invalid_argument")
-    for index, item in enumerate(items):
-        try:
-            json.dumps(item, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise DriftlockValidationError(
-                f"event {index} cannot be sent as JSON: {exc}", code="invalid_argument"
-            ) from None
+    try:
+        _JSON.encode(items)  # one pass in C; only a failure looks for the culprit
+    except (TypeError, ValueError):
+        for index, item in enumerate(items):
+            try:
+                _JSON.encode(item)
+            except (TypeError, ValueError) as exc:
+                raise DriftlockValidationError(
+                    f"event {index} cannot be sent as JSON: {exc}", code="invalid_argument"
+                ) from None
+        raise
     return items
 
 
@@ -129,7 +137,7 @@ def call_flow(
     headers = headers_for(config)
     content = None
     if body is not None:
-        content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        content = _JSON.encode(body).encode()
         headers["Content-Type"] = "application/json"
     rng = rng or random.Random()
     attempt = 0

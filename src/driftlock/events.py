@@ -107,13 +107,37 @@ _KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
+_resource_cache: tuple[object, Mapping[str, Any]] = (None, {})
+
+
+def _resource_attributes(resource: Any) -> Mapping[str, Any]:
+    """A process has one resource, shared by all its spans: copy its attributes once, not per span."""
+    global _resource_cache
+    if resource is None:
+        return {}
+    cached, attributes = _resource_cache
+    if cached is not resource:
+        attributes = dict(resource.attributes)
+        _resource_cache = (resource, attributes)
+    return attributes
+
+
 def record_from_sdk_span(span: ReadableSpan) -> SpanRecord:
-    """Fill a :class:`SpanRecord` from an OpenTelemetry SDK span."""
+    """Fill a :class:`SpanRecord` from an OpenTelemetry SDK span.
+
+    The attributes are copied into a plain dict once: the mapping looks each key up several times,
+    and the SDK's attribute mapping answers a missing key by raising, which costs more than the copy.
+    """
     context = span.get_span_context()
-    exceptions = tuple(
-        str(e.attributes.get("exception.type"))
-        for e in span.events
-        if e.name == "exception" and e.attributes and e.attributes.get("exception.type")
+    events = span.events
+    exceptions = (
+        tuple(
+            str(e.attributes.get("exception.type"))
+            for e in events
+            if e.name == "exception" and e.attributes and e.attributes.get("exception.type")
+        )
+        if events
+        else ()
     )
     scope = span.instrumentation_scope
     return SpanRecord(
@@ -122,8 +146,8 @@ def record_from_sdk_span(span: ReadableSpan) -> SpanRecord:
         start_ns=span.start_time or 0,
         end_ns=span.end_time or span.start_time or 0,
         status=_STATUS.get(span.status.status_code.value, "unset"),
-        attributes=dict(span.attributes or {}),
-        resource=dict(span.resource.attributes) if span.resource else {},
+        attributes=dict(span.attributes) if span.attributes else {},
+        resource=_resource_attributes(span.resource),
         exception_types=exceptions,
         trace_id=format(context.trace_id, "032x") if context else "",
         span_id=format(context.span_id, "016x") if context else "",
