@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -107,9 +108,61 @@ def test_api_down_fails_within_the_deadline_and_counts(caplog: pytest.LogCapture
     assert exporter.dropped_events == 6
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1  # at most once a minute
     started = time.monotonic()
-    exporter.shutdown()
+    with caplog.at_level(logging.INFO, logger="driftlock.exporter"):
+        exporter.shutdown()
     assert time.monotonic() - started < 1.0 + 1.0
+    summary = [r for r in caplog.records if "shut down" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in summary] == [
+        (logging.WARNING, "Driftlock exporter shut down: 0 events exported, 6 dropped")
+    ]  # the loss is said once more at exit, whatever the once-a-minute limit held back
     assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_after_a_failure_batches_are_dropped_without_a_try_until_the_pause_ends() -> None:
+    limited = Reply(429, {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}, {"Retry-After": "1"})
+    with FaultServer(limited, default=Reply()) as fs:
+        exporter = DriftlockSpanExporter(base_url=fs.url, max_retries=0, timeout=5.0)
+        spans = make_spans([{"method": "GET", "route": "x/", "status": 200}] * 2)
+        paused_at = time.monotonic()
+        assert exporter.export(spans) is SpanExportResult.FAILURE
+        assert exporter.export(spans) is SpanExportResult.FAILURE  # paused: the API is not asked
+        assert len(fs.seen) == 1 and exporter.dropped_events == 4
+        wait_for(lambda: exporter.export(spans) is SpanExportResult.SUCCESS, timeout=5, interval=0.1)
+        assert time.monotonic() - paused_at >= 1.0  # as long as Retry-After said
+        assert len(fs.seen) == 2 and exporter.exported_events == 2
+
+
+def test_exports_after_interpreter_exit_begins_share_one_timeout() -> None:
+    with FaultServer(default=Reply(delay=3.0)) as fs:
+        exporter = DriftlockSpanExporter(base_url=fs.url, timeout=1.5, max_retries=0)
+        spans = make_spans([{"method": "GET", "route": "x/", "status": 200}])
+        exporter.begin_closing()  # what the exit hook does
+        started = time.monotonic()
+        results = [exporter.export(spans) for _ in range(4)]  # the batch processor's final drain
+        assert time.monotonic() - started < 1.5 + 1.0
+        assert results == [SpanExportResult.FAILURE] * 4 and exporter.dropped_events == 4
+
+
+def test_the_exit_hook_bounds_a_real_process_exit() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from opentelemetry import trace
+        import driftlock
+        driftlock.configure(base_url=sys.argv[1], timeout=2.0, max_retries=0, max_batch_size=512, stream_id="exit")
+        tracer = trace.get_tracer("t")
+        for i in range(3000):  # more than one batch is queued when the process exits
+            with tracer.start_as_current_span("GET", kind=trace.SpanKind.SERVER, attributes={"http.method": "GET"}):
+                pass
+        """
+    )
+    with FaultServer(default=Reply(delay=1.0)) as fs:  # slow but successful: no pause to help
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-c", script, fs.url], capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert took < 2.0 + 1.5, f"exit took {took:.1f}s"  # one TIMEOUT for the drain (not 4 x 1 s), plus start-up
+    assert re.search(r"Driftlock exporter shut down: \d+ events exported, [1-9]\d* dropped", result.stderr)
 
 
 def test_shutdown_interrupts_backoff() -> None:

@@ -103,7 +103,7 @@ class SpanRecord:
         return ""
 
 
-_KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
+SDK_SPAN_KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
@@ -142,7 +142,7 @@ def record_from_sdk_span(span: ReadableSpan) -> SpanRecord:
     scope = span.instrumentation_scope
     return SpanRecord(
         name=span.name,
-        kind=_KINDS.get(span.kind.value, "internal"),
+        kind=SDK_SPAN_KINDS.get(span.kind.value, "internal"),
         start_ns=span.start_time or 0,
         end_ns=span.end_time or span.start_time or 0,
         status=_STATUS.get(span.status.status_code.value, "unset"),

@@ -5,10 +5,17 @@ Registered as the ``opentelemetry_traces_exporter`` entry point ``driftlock``, s
 settings then come from ``DRIFTLOCK_*`` variables and, once Django is configured, the ``DRIFTLOCK``
 dict, resolved at the first export. ``export()`` never raises and never outlives TIMEOUT; what it
 cannot deliver is counted in ``dropped_events``.
+
+Two rules keep a failing API from costing the application anything (the practice of Sentry's and
+Elastic's transports): after a failed export, batches are dropped without a try for a pause that
+doubles with each failure (1 s to 60 s) or lasts what a 429's Retry-After says; and from interpreter
+exit on, all remaining exports share one TIMEOUT, so the batch processor's final drain cannot hold
+the process for a TIMEOUT per batch.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -21,8 +28,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from driftlock.anomalies import SpanDetails, dispatch
 from driftlock.client import DriftlockSyncClient
 from driftlock.config import Config
-from driftlock.events import SpanRecord, record_from_sdk_span, span_to_event, stream_for
-from driftlock.exceptions import DriftlockError
+from driftlock.events import SDK_SPAN_KINDS, SpanRecord, record_from_sdk_span, span_to_event, stream_for
+from driftlock.exceptions import DriftlockError, DriftlockRateLimitError, DriftlockValidationError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -31,6 +38,8 @@ __all__ = ["DriftlockSpanExporter"]
 
 logger = logging.getLogger("driftlock.exporter")
 DROP_LOG_INTERVAL = 60.0
+MAX_PAUSE = 60.0
+"""Longest pause after failures before the exporter tries the API again."""
 
 _live: weakref.WeakSet[DriftlockSpanExporter] = weakref.WeakSet()
 
@@ -38,6 +47,12 @@ _live: weakref.WeakSet[DriftlockSpanExporter] = weakref.WeakSet()
 def live_exporters() -> list[DriftlockSpanExporter]:
     """Exporters alive in this process (used by ``driftlock.configure`` to avoid a second one)."""
     return list(_live)
+
+
+def _close_at_exit(ref: weakref.ref[DriftlockSpanExporter]) -> None:
+    exporter = ref()
+    if exporter is not None:
+        exporter.begin_closing()
 
 
 class DriftlockSpanExporter(SpanExporter):
@@ -59,7 +74,18 @@ class DriftlockSpanExporter(SpanExporter):
         self.exported_events = 0
         self.dropped_events = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
+        self._failures = 0
+        self._paused_until = 0.0
+        self._closing_deadline: float | None = None
         _live.add(self)
+        # Registered after the tracer provider's own exit hook (the provider exists first), so it runs
+        # before the provider shuts down and drains its queue through this exporter.
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def begin_closing(self) -> None:
+        """From now on, every export shares one TIMEOUT (called at interpreter exit)."""
+        if self._closing_deadline is None:
+            self._closing_deadline = time.monotonic() + self.config.timeout
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -109,7 +135,17 @@ class DriftlockSpanExporter(SpanExporter):
         config = self.config
         if not config.enabled:
             return SpanExportResult.SUCCESS
-        deadline = time.monotonic() + config.timeout
+        now = time.monotonic()
+        if now < self._paused_until:
+            kinds = config.span_kinds
+            self._count_dropped(
+                sum(1 for s in spans if SDK_SPAN_KINDS.get(s.kind.value) in kinds),
+                f"the API failed {self._failures} time(s) in a row; next try in {self._paused_until - now:.0f} s",
+            )
+            return SpanExportResult.FAILURE
+        deadline = now + config.timeout
+        if self._closing_deadline is not None:
+            deadline = min(deadline, self._closing_deadline)
         batches: dict[str, list[tuple[SpanRecord, dict[str, Any]]]] = {}
         for span in spans:
             record = record_from_sdk_span(span)
@@ -132,14 +168,24 @@ class DriftlockSpanExporter(SpanExporter):
                 result = client.detect([event for _, event in items], stream_id=stream_id, timeout=remaining)
             except DriftlockError as exc:
                 self._count_dropped(len(items), str(exc))
+                if not isinstance(exc, DriftlockValidationError):  # a bad batch says nothing of the API
+                    self._pause(exc)
                 ok = False
                 continue
+            self._failures = 0
             self.exported_events += len(items)
             for anomaly in result.anomalies:
                 if 0 <= anomaly.index < len(items):
                     record, event = items[anomaly.index]
                     dispatch(anomaly, SpanDetails.of(record, stream_id, event), callback)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _pause(self, exc: DriftlockError) -> None:
+        self._failures += 1
+        pause = min(MAX_PAUSE, 2.0 ** (self._failures - 1))
+        if isinstance(exc, DriftlockRateLimitError) and exc.retry_after:
+            pause = min(MAX_PAUSE, exc.retry_after)
+        self._paused_until = time.monotonic() + pause
 
     def _count_dropped(self, count: int, reason: str) -> None:
         with self._lock:
@@ -157,7 +203,10 @@ class DriftlockSpanExporter(SpanExporter):
         )
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
-        """Interrupt any retry backoff and close connections. Idempotent; returns at once."""
+        """Interrupt any retry backoff and close connections. Idempotent; returns at once.
+
+        Says once what this process exported and lost, so drops are never silent (a warning when
+        events were dropped, else an info line)."""
         if self._shutdown.is_set():
             return
         self._shutdown.set()
@@ -165,6 +214,12 @@ class DriftlockSpanExporter(SpanExporter):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+        logger.log(
+            logging.WARNING if self.dropped_events else logging.INFO,
+            "Driftlock exporter shut down: %d events exported, %d dropped",
+            self.exported_events,
+            self.dropped_events,
+        )
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Nothing is buffered here (the span processor holds the queue)."""
