@@ -1,6 +1,6 @@
 """Embedded engine throughput and detection latency, beside the zstd floor, on one core.
 
-    python benchmarks/engine.py [--events 20000] [--seed 1]
+    python benchmarks/engine.py [--events 20000] [--seed 1] [--episode-every 1500]
 
 Feeds seeded shop traffic (normal requests with scanner and injection episodes) through
 ``DetectionService.detect`` in batches of 100, at balanced defaults (baseline 400, window 50,
@@ -37,13 +37,15 @@ BATCH = 100
 OVERRIDE = {"profile": "balanced", "permutation_count": 300}
 
 
-def workload(n: int, seed: int) -> list[dict[str, Any]]:
-    """Normal traffic with an episode of 20 scanner or injection events every 1,500 events."""
+def workload(n: int, seed: int, every: int) -> list[dict[str, Any]]:
+    """Normal traffic with an episode of 20 scanner or injection events every ``every`` events (0: none)."""
     rng = random.Random(seed)
+    if not every:
+        return [traffic.normal(rng) for _ in range(n)]
     out: list[dict[str, Any]] = []
     while len(out) < n:
-        out.extend(traffic.normal(rng) for _ in range(1500))
-        kind = traffic.scanner if (len(out) // 1500) % 2 else traffic.injection
+        out.extend(traffic.normal(rng) for _ in range(every))
+        kind = traffic.scanner if (len(out) // every) % 2 else traffic.injection
         out.extend(kind(rng) for _ in range(20))
     return out[:n]
 
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--episode-every", type=int, default=1500, help="events between episodes; 0: none")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -72,7 +75,7 @@ def main() -> None:
         return detection
 
     engine_stream.analyse = timed  # type: ignore[assignment]
-    events = workload(args.events, args.seed)
+    events = workload(args.events, args.seed, args.episode_every)
     service = DetectionService()
     started = time.perf_counter()
     anomalies = 0
@@ -89,10 +92,12 @@ def main() -> None:
     def p(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
-    print(f"engine, one core, balanced 400/50/10, 300 permutations, {len(events)} events, seed {args.seed}")
+    print(f"engine, one core, balanced 400/50/10, 300 permutations, {len(events)} events, seed {args.seed}, "
+          f"an episode every {args.episode_every or 'never'} events")  # fmt: skip
     print(f"{'':28}{'value':>12}")
     print(f"{'events/s sustained':28}{len(events) / elapsed:>12,.0f}")
     print(f"{'detections':28}{len(timings):>12}")
+    print(f"{'share of time detecting':28}{sum(t for t, _ in timings) / elapsed:>12.0%}")
     print(f"{'anomalous detections':28}{len(anomalous_ms):>12}")
     print(f"{'detection median ms':28}{statistics.median(all_ms):>12.2f}")
     print(f"{'detection p99 ms':28}{p(all_ms, 0.99):>12.2f}")

@@ -9,6 +9,8 @@ per run:
   bare          Django alone
   otel          Django instrumentation + batch processor + OTLP/HTTP exporter to a sink that answers at once
   driftlock     DriftlockMiddleware to `driftlock serve`
+  dl-sink       DriftlockMiddleware to the same sink as otel: the request and export paths alone, without
+                `driftlock serve`'s detection competing with wrk for CPU 1
   embedded      DriftlockMiddleware with the embedded engine (detection inside the serving process)
 
 Prints throughput, p50 and p99 latency, CPU of the serving process per request, and the ratios of
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import BIN, ROOT, Child, Load, clean_env, wrk
 
-MODES = ("bare", "otel", "driftlock", "embedded")
+MODES = ("bare", "otel", "driftlock", "dl-sink", "embedded")
 SERVER_CPU = {0}
 LOAD_CPU = {1}
 PATH = "/products/7/"
@@ -38,13 +40,15 @@ PATH = "/products/7/"
 def serve(mode: str, sink: str, driftlock: str) -> Child:
     env = clean_env(
         PYTHONPATH=f"{ROOT / 'benchmarks'}:{ROOT / 'src'}",
-        OVERHEAD_MODE="otel" if mode == "otel" else "bare" if mode == "bare" else "driftlock",
+        OVERHEAD_MODE=mode if mode in ("bare", "otel") else "driftlock",
         DJANGO_SETTINGS_MODULE="overhead_settings",
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink + "/v1/traces",
         OTEL_SERVICE_NAME="overhead",
     )
     if mode == "driftlock":
         env["DRIFTLOCK_BASE_URL"] = driftlock
+    elif mode == "dl-sink":
+        env["DRIFTLOCK_BASE_URL"] = sink
     cmd = [str(BIN / "gunicorn"), "overhead_wsgi:application", "--bind", "127.0.0.1:0", "--workers", "1",
            "--log-level", "info", "--graceful-timeout", "5"]  # fmt: skip
     return Child(cmd, env, cpus=SERVER_CPU, cwd=ROOT / "benchmarks")
@@ -91,7 +95,7 @@ def main() -> None:
     for mode in MODES:
         print(f"{mode:12}{med(mode, 'rps'):>10.0f}{med(mode, 'p50_ms'):>10.2f}{med(mode, 'p99_ms'):>10.2f}"
               f"{med(mode, 'cpu'):>12.0f}")  # fmt: skip
-    for mode in ("driftlock", "embedded"):
+    for mode in ("driftlock", "dl-sink", "embedded"):
         print(f"{mode} / otel: throughput {med(mode, 'rps') / med('otel', 'rps'):.2f}x (goal >= 1.0), "
               f"p99 {med(mode, 'p99_ms') / med('otel', 'p99_ms'):.2f}x (goal <= 1.05), "
               f"CPU {med(mode, 'cpu') / med('otel', 'cpu'):.2f}x")  # fmt: skip
