@@ -10,14 +10,16 @@ in memory. The same spans then become events two ways, side by side:
 * ours: ``driftlock.events.span_to_event`` (route, status, duration bucket, scrubbed query, ...);
 * naive: each span's full attribute set as the body, plus its name, status and exact duration.
 
-Both go through the embedded engine (``DetectionService``, the profile's sizes) and are scored with
-``driftlock.demo.scoring``: episode recall per kind, false alarms per 10,000 normal events, and
-detection delay in events.
+Both go through the embedded engine (``DetectionService``, the profile's sizes); the anomalous
+detections become alarms as the exporter raises them (``driftlock.alarms``, CONFIRMATIONS) and are
+scored with ``driftlock.demo.scoring``: episode recall per kind, false alarms per 10,000 normal
+events, and delay in events from an episode's start to its alarm.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -44,6 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
+from driftlock.alarms import raised  # noqa: E402
 from driftlock.demo import scenarios  # noqa: E402
 from driftlock.demo.runner import _set_fault  # noqa: E402
 from driftlock.demo.scoring import Episode, Score, score  # noqa: E402
@@ -104,28 +107,33 @@ def run_plan(client: Any, memory: InMemorySpanExporter, phases: list[scenarios.P
     return [s for s in memory.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
 
 
-def detect(events: list[dict[str, Any]], profile: str) -> tuple[list[int], float]:
+def detect(events: list[dict[str, Any]], override: dict[str, Any]) -> tuple[list[tuple[int, float]], float]:
+    """(position, p-value) of every anomalous detection, and the engine's seconds."""
     service = DetectionService()
-    alarms: list[int] = []
+    alarms: list[tuple[int, float]] = []
     started = time.perf_counter()
     for offset in range(0, len(events), 100):
-        body = {"stream_id": "q", "events": events[offset : offset + 100], "config_override": {"profile": profile}}
-        alarms += [offset + a["index"] for a in service.detect(body, request_id="q")["anomalies"]]
+        body = {"stream_id": "q", "events": events[offset : offset + 100], "config_override": override}
+        found = service.detect(body, request_id="q")["anomalies"]
+        alarms += [(offset + a["index"], a["metrics"]["p_value"]) for a in found]
     return alarms, time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--profile", default="balanced", choices=sorted(PROFILES))
-    parser.add_argument("--min-detections", type=int, default=1, help="persistence rule for an alarm (scoring)")
+    parser.add_argument("--confirmations", type=int, default=2, help="anomalous detections per alarm (CONFIRMATIONS)")
+    parser.add_argument("--override", type=json.loads, default={}, help="detection settings, JSON")
+    parser.add_argument("--mappings", default="ours,naive", help="comma-separated: ours, naive")
     args = parser.parse_args()
     window = PROFILES[args.profile].window_size
     logging.getLogger("django.request").setLevel(logging.CRITICAL)  # 404s and 500s are the point
     client, memory = capture()
     scores: dict[str, list[Score]] = {"ours": [], "naive": []}
     seconds = {"ours": 0.0, "naive": 0.0}
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         phases = scenarios.plan(seed)
         spans = run_plan(client, memory, phases)
         episodes = [Episode(k, s, e) for k, s, e in scenarios.episodes(phases)]
@@ -133,44 +141,56 @@ def main() -> None:
         assert len(spans) == expected, f"seed {seed}: {len(spans)} spans for {expected} events"
         normal = len(spans) - sum(e.end - e.start + 1 for e in episodes)
         for name, mapping in (("ours", ours), ("naive", naive)):
-            alarms, took = detect([mapping(s) for s in spans], args.profile)
+            if name not in args.mappings:
+                continue
+            alarms, took = detect([mapping(s) for s in spans], {"profile": args.profile, **args.override})
             seconds[name] += took
-            scores[name].append(
-                score(episodes, alarms, window=window, normal_events=normal, min_detections=args.min_detections)
-            )
-        print(f"seed {seed}: ours {scores['ours'][-1].found}/{len(episodes)} found, "
-              f"{scores['ours'][-1].false_alarms} false; naive {scores['naive'][-1].found}/{len(episodes)}, "
-              f"{scores['naive'][-1].false_alarms} false", file=sys.stderr, flush=True)  # fmt: skip
+            raised_alarms = raised(alarms, confirmations=args.confirmations, window=window)
+            scores[name].append(score(episodes, raised_alarms, window=window, normal_events=normal))
+        line = "; ".join(
+            f"{n} {v[-1].found}/{len(episodes)} found, {v[-1].false_alarms} false" for n, v in scores.items() if v
+        )
+        print(f"seed {seed}: {line}", file=sys.stderr, flush=True)
     report(scores, seconds, args)
 
 
 def report(scores: dict[str, list[Score]], seconds: dict[str, float], args: argparse.Namespace) -> None:
+    names = [n for n in scores if scores[n]]
+
     def recall(name: str, kind: str) -> str:
         found = sum(s.by_kind.get(kind, (0, 0))[0] for s in scores[name])
         injected = sum(s.by_kind.get(kind, (0, 0))[1] for s in scores[name])
         return f"{found}/{injected}"
 
-    def fa(name: str) -> float:
+    def fa(name: str) -> str:
         normal = sum(s.normal_events for s in scores[name])
-        return 10_000 * sum(s.false_alarms for s in scores[name]) / normal
+        return f"{10_000 * sum(s.false_alarms for s in scores[name]) / normal:.1f}"
 
     def delay(name: str) -> str:
         delays = [d for s in scores[name] for d in s.delays]
         return f"{statistics.median(delays):.0f}" if delays else "-"
 
-    print(f"\nquality, profile {args.profile}, {args.seeds} seeds (each ~2,100 events, 6 episodes)")
-    print(f"{'':34}{'ours':>10}{'naive':>10}")
+    def row(label: str, cell: Callable[[str], str]) -> None:
+        print(f"{label:34}" + "".join(f"{cell(n):>10}" for n in names))
+
+    settings = {"profile": args.profile, **args.override}
+    print(f"\nquality, {settings}, CONFIRMATIONS {args.confirmations}, {args.seeds} seeds "
+          f"(each ~2,100 events, 6 episodes)")  # fmt: skip
+    row("", lambda n: n)
     for kind in scenarios.KINDS:
-        print(f"{'recall ' + kind.replace('_', ' '):34}{recall('ours', kind):>10}{recall('naive', kind):>10}")
-    total = {n: sum(s.found for s in scores[n]) for n in scores}
-    injected = sum(len(s.episodes) for s in scores["ours"])
-    print(f"{'episodes found':34}{total['ours']:>10}{total['naive']:>10}   of {injected}")
-    print(f"{'false alarms per 10k normal':34}{fa('ours'):>10.1f}{fa('naive'):>10.1f}")
-    print(f"{'median delay (events)':34}{delay('ours'):>10}{delay('naive'):>10}")
-    print(f"{'engine seconds':34}{seconds['ours']:>10.1f}{seconds['naive']:>10.1f}")
-    ratio = total["ours"] / total["naive"] if total["naive"] else float("inf")
-    print(f"ours / naive episodes found: {ratio:.2f}x; goals: each kind >= 9/10, <= 1 false alarm per 10k, "
-          f"median delay < {PROFILES[args.profile].window_size} events")  # fmt: skip
+        row("recall " + kind.replace("_", " "), lambda n, k=kind: recall(n, k))  # type: ignore[misc]
+    total = {n: sum(s.found for s in scores[n]) for n in names}
+    injected = sum(len(s.episodes) for s in scores[names[0]])
+    row(f"episodes found (of {injected})", lambda n: str(total[n]))
+    row("false alarms per 10k normal", fa)
+    row("median delay (events)", delay)
+    row("engine seconds", lambda n: f"{seconds[n]:.1f}")
+    if "naive" in total and "ours" in total:
+        ratio = total["ours"] / total["naive"] if total["naive"] else float("inf")
+        print(f"ours / naive episodes found: {ratio:.2f}x")
+    print(
+        f"goals: each kind >= 9/10, <= 1 false alarm per 10k, median delay < {PROFILES[args.profile].window_size} events"
+    )
 
 
 if __name__ == "__main__":

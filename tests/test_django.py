@@ -144,6 +144,7 @@ def test_signal_reaches_django_code(db: Path) -> None:
             settings="shop.settings_sync",
             args=("--workers", "1"),
             DRIFTLOCK_CONFIG_OVERRIDE=override,
+            DRIFTLOCK_CONFIRMATIONS="1",  # tiny windows: one anomalous detection is the whole incident
         ) as web:
             with httpx.Client(base_url=web.url, timeout=30) as http:
                 for i in range(60):
@@ -152,7 +153,8 @@ def test_signal_reaches_django_code(db: Path) -> None:
                     http.get(path)
                 seen = http.get("/signals/").json()["anomalies"]
         assert seen and seen[0]["stream"] == "django-app"
-        assert srv.get("/v1/anomalies", params={"stream_id": "django-app"}).json()["total"] == len(seen)
+        detections = srv.get("/v1/anomalies", params={"stream_id": "django-app"}).json()["total"]
+        assert 1 <= len(seen) <= detections  # a signal per incident, never more than the detections
 
 
 def test_opentelemetry_instrument_with_the_middleware_listed_gives_one_span_per_request(db: Path) -> None:

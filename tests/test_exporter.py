@@ -97,6 +97,27 @@ def test_anomalies_reach_log_callback_and_handlers(server: ServerProcess, caplog
     assert any("handler" in r.getMessage() and r.name == "driftlock.exporter" for r in caplog.records)
 
 
+def test_handlers_hear_of_an_incident_once_after_it_is_confirmed(server: ServerProcess) -> None:
+    rng = random.Random(5)
+    bodies = [traffic.normal(rng)["body"] for _ in range(460)] + [traffic.scanner(rng)["body"] for _ in range(30)]
+    spans = make_spans(bodies)
+    position = {format(s.context.trace_id, "032x"): i for i, s in enumerate(spans)}
+    told: list[int] = []
+    exporter = DriftlockSpanExporter(
+        base_url=server.url, stream_id="exp-incident", on_anomaly=lambda a, s: told.append(position[s.trace_id])
+    )
+    for start in range(0, len(spans), 40):  # batch after batch, as the batch processor sends them
+        assert exporter.export(spans[start : start + 40]) is SpanExportResult.SUCCESS
+    detections = server.get("/v1/anomalies", params={"stream_id": "exp-incident"}).json()["total"]
+    assert detections >= 3 and len(told) == 1  # every detection is on the server; the application is told once
+    eager = DriftlockSpanExporter(base_url=server.url, stream_id="exp-incident-1", confirmations=1)
+    first: list[int] = []
+    eager.configure(eager.config.replace(on_anomaly=lambda a, s: first.append(position[s.trace_id])))
+    for start in range(0, len(spans), 40):
+        eager.export(spans[start : start + 40])
+    assert len(first) == 1 and 460 <= first[0] < told[0]  # one confirmation: told at the first detection
+
+
 def test_api_down_fails_within_the_deadline_and_counts(caplog: pytest.LogCaptureFixture) -> None:
     exporter = DriftlockSpanExporter(base_url=free_port_url(), timeout=1.0)
     spans = make_spans([{"method": "GET", "route": "x/", "status": 200}] * 3)

@@ -49,6 +49,7 @@ class Config:
     enabled: bool = True
     capture_user_id: bool = False
     span_kinds: tuple[str, ...] = ("server", "consumer")
+    confirmations: int = 2
 
     # -- construction -------------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ def _check(key: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise _fail(key, "a positive number of seconds", value)
         return float(value)
-    if name in ("max_retries", "max_batch_size"):
+    if name in ("max_retries", "max_batch_size", "confirmations"):
         low = 0 if name == "max_retries" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _fail(key, f"an integer >= {low}", value)
@@ -210,7 +211,7 @@ def _parse_env(name: str, raw: str) -> Any:
             value = float(raw)
         except ValueError:
             raise DriftlockConfigurationError(f"{var} must be a number of seconds, got {raw!r}.") from None
-    elif name in ("max_retries", "max_batch_size"):
+    elif name in ("max_retries", "max_batch_size", "confirmations"):
         try:
             value = int(raw)
         except ValueError:

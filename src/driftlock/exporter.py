@@ -6,6 +6,9 @@ settings then come from ``DRIFTLOCK_*`` variables and, once Django is configured
 dict, resolved at the first export. ``export()`` never raises and never outlives TIMEOUT; what it
 cannot deliver is counted in ``dropped_events``.
 
+Anomalies become alarms (the log line, ON_ANOMALY, handlers, the Django signal) once confirmed and
+once per incident: see :mod:`driftlock.alarms` and CONFIRMATIONS.
+
 Two rules keep a failing API from costing the application anything (the practice of Sentry's and
 Elastic's transports): after a failed export, batches are dropped without a try for a pause that
 doubles with each failure (1 s to 60 s) or lasts what a 429's Retry-After says; and from interpreter
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from driftlock.alarms import IncidentTracker, window_for
 from driftlock.anomalies import SpanDetails, dispatch
 from driftlock.client import DriftlockSyncClient
 from driftlock.config import Config
@@ -40,6 +44,8 @@ logger = logging.getLogger("driftlock.exporter")
 DROP_LOG_INTERVAL = 60.0
 MAX_PAUSE = 60.0
 """Longest pause after failures before the exporter tries the API again."""
+MAX_TRACKED_STREAMS = 1000
+"""Streams whose incidents are followed at once; the least recently used one is forgotten first."""
 
 _live: weakref.WeakSet[DriftlockSpanExporter] = weakref.WeakSet()
 
@@ -77,6 +83,8 @@ class DriftlockSpanExporter(SpanExporter):
         self._failures = 0
         self._paused_until = 0.0
         self._closing_deadline: float | None = None
+        self._streams: dict[str, tuple[IncidentTracker, int]] = {}  # stream -> (incidents, events sent)
+        self._streams_lock = threading.Lock()
         _live.add(self)
         # Registered after the tracer provider's own exit hook (the provider exists first), so it runs
         # before the provider shuts down and drains its queue through this exporter.
@@ -174,11 +182,28 @@ class DriftlockSpanExporter(SpanExporter):
                 continue
             self._failures = 0
             self.exported_events += len(items)
-            for anomaly in result.anomalies:
-                if 0 <= anomaly.index < len(items):
-                    record, event = items[anomaly.index]
-                    dispatch(anomaly, SpanDetails.of(record, stream_id, event), callback)
+            with self._streams_lock:  # SimpleSpanProcessor exports from many request threads
+                tracker, sent = self._stream(stream_id, config)
+                alarms = [
+                    a
+                    for a in sorted(result.anomalies, key=lambda a: a.index)
+                    if 0 <= a.index < len(items) and tracker.observe(sent + a.index, a.metrics.p_value)
+                ]
+                self._streams[stream_id] = (tracker, sent + len(items))
+            for anomaly in alarms:
+                record, event = items[anomaly.index]
+                dispatch(anomaly, SpanDetails.of(record, stream_id, event), callback)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _stream(self, stream_id: str, config: Config) -> tuple[IncidentTracker, int]:
+        """This stream's incident tracker and the events sent to it so far (under ``_streams_lock``)."""
+        found = self._streams.pop(stream_id, None)  # re-inserted last: the dict keeps recency order
+        if found is None or found[0].confirmations != config.confirmations:
+            found = (IncidentTracker(config.confirmations, window_for(config.config_override)), 0)
+            if len(self._streams) >= MAX_TRACKED_STREAMS:
+                self._streams.pop(next(iter(self._streams)))
+        self._streams[stream_id] = found
+        return found
 
     def _pause(self, exc: DriftlockError) -> None:
         self._failures += 1

@@ -27,12 +27,14 @@ from typing import Any
 
 import httpx
 
+from driftlock.alarms import raised
 from driftlock.demo import scenarios
-from driftlock.demo.scoring import Episode, Score, group_alarms, score
+from driftlock.demo.scoring import Episode, Score, score
 
 __all__ = ["DemoResult", "run"]
 
 WINDOW = 50  # the balanced profile's window: how long after an episode an alarm still counts for it
+CONFIRMATIONS = 2  # the exporter's default: anomalous detections within a window before an alarm
 STREAM = "demo-shop"
 CONCURRENCY = 4
 _LISTEN = re.compile(r"(?:Listening at|listening on):? (http://[\d.]+:\d+)")
@@ -40,9 +42,9 @@ _LISTEN = re.compile(r"(?:Listening at|listening on):? (http://[\d.]+:\d+)")
 
 @dataclass
 class Alarm:
-    """One incident: consecutive anomalous detections, closer together than a window."""
+    """One incident, as the exporter raises it: confirmed, once."""
 
-    first_index: int
+    index: int  # event position of the detection that raised it
     at: str
     routes: list[str]
     why: str
@@ -271,23 +273,25 @@ def _result(
         key=lambda pair: pair[0],
     )
     normal = len(order) - sum(e.end - e.start + 1 for e in episodes)
-    result = score(episodes, [i for i, _ in located], window=WINDOW, normal_events=normal)
+    detections = [(i, d["metrics"]["p_value"]) for i, d in located]
+    positions = raised(detections, confirmations=CONFIRMATIONS, window=WINDOW)
+    result = score(episodes, positions, window=WINDOW, normal_events=normal)
     alarms = []
     by_index = dict(located)
-    for group in group_alarms([i for i, _ in located], WINDOW):
-        strongest = min((by_index[i] for i in group), key=lambda d: d["metrics"]["p_value"])
-        covered = next((e.kind for e in episodes for i in group if e.covers(i, WINDOW)), None)
-        m = strongest["metrics"]
+    for position in positions:
+        detail = by_index[position]
+        incident = [d for i, d in located if position - WINDOW <= i <= position + WINDOW]
+        m = detail["metrics"]
         alarms.append(
             Alarm(
-                first_index=group[0],
-                at=by_index[group[0]]["event"]["timestamp"],
-                routes=list(dict.fromkeys(r for i in group for r in _routes(by_index[i])))[:4],
-                why=strongest["why"],
+                index=position,
+                at=detail["event"]["timestamp"],
+                routes=list(dict.fromkeys(r for d in incident for r in _routes(d)))[:4],
+                why=detail["why"],
                 ncd=m["ncd"],
                 p_value=m["p_value"],
                 confidence=m["confidence_level"],
-                kind=covered,
+                kind=next((e.kind for e in episodes if e.covers(position, WINDOW)), None),
             )
         )
     return DemoResult(seed, requests, len(order), seconds, alarms, result)
