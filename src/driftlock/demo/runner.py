@@ -47,7 +47,8 @@ class Alarm:
     index: int  # event position of the detection that raised it
     at: str
     routes: list[str]
-    why: str
+    why: str  # the strongest signal
+    unusual: list[str]  # the requests least like the baseline
     ncd: float
     p_value: float
     confidence: float
@@ -193,10 +194,29 @@ def _timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def _routes(detail: dict[str, Any]) -> list[str]:
-    found = re.findall(r'"route":"([^"]+)"', detail.get("why") or "")
-    trigger = ((detail.get("event") or {}).get("body") or {}).get("route")
-    return list(dict.fromkeys([*found, *([trigger] if trigger else [])]))
+_FIELD = {
+    "method": re.compile(r'"method":"([A-Z]+)"'),
+    "route": re.compile(r'"route":"([^"…]+)"'),
+    "status": re.compile(r'"status":(\d+)'),
+    "duration": re.compile(r'"duration":"([^"]+)"'),
+    "error": re.compile(r'"error":"([^"…]+)"'),
+    "query": re.compile(r'"query":\{"[^"]+":"([^"]*)'),
+}
+
+
+def unusual(why: str) -> list[str]:
+    """The events a ``why`` names as least like the baseline, as ``GET search/ 200 <10ms q=...``."""
+    _, _, listed = why.partition("least like the baseline: ")
+    out = []
+    for snippet in listed.split("; {"):
+        found = {k: m.group(1) for k, rx in _FIELD.items() if (m := rx.search(snippet))}
+        if "route" not in found:
+            continue
+        words = [found.get("method", ""), found["route"], found.get("status", ""), found.get("duration", "")]
+        words += [found["error"]] if "error" in found else []
+        words += [f"q={found['query'][:30]}"] if "query" in found else []
+        out.append(" ".join(w for w in words if w))
+    return out
 
 
 def run(seed: int = 1, duration: float = 60.0, progress: Any = None) -> DemoResult:
@@ -281,13 +301,15 @@ def _result(
     for position in positions:
         detail = by_index[position]
         incident = [d for i, d in located if position - WINDOW <= i <= position + WINDOW]
+        described = list(dict.fromkeys(u for d in incident for u in unusual(d.get("why") or "")))
         m = detail["metrics"]
         alarms.append(
             Alarm(
                 index=position,
                 at=detail["event"]["timestamp"],
-                routes=list(dict.fromkeys(r for d in incident for r in _routes(d)))[:4],
-                why=detail["why"],
+                routes=list(dict.fromkeys(u.split()[1] for u in described))[:4],
+                why=detail["why"].split(", p=")[0].removeprefix("Anomalous window: "),
+                unusual=described[:3],
                 ncd=m["ncd"],
                 p_value=m["p_value"],
                 confidence=m["confidence_level"],
@@ -304,14 +326,15 @@ def render(result: DemoResult) -> None:
 
     console = Console()
     table = Table(title=f"Driftlock detections in stream {STREAM!r}", show_lines=True)
-    for column in ("time", "episode", "routes involved", "why", "NCD", "p", "conf."):
+    for column in ("time", "stream", "episode", "routes involved", "why: least like the baseline", "NCD", "p", "conf."):
         table.add_column(column, overflow="fold")
     for alarm in result.alarms:
         table.add_row(
             alarm.at[11:19],
+            STREAM,
             alarm.kind.replace("_", " ") if alarm.kind else "[red]false alarm[/red]",
             "\n".join(alarm.routes),
-            alarm.why.split(";")[0],
+            f"{alarm.why}:\n" + "\n".join(alarm.unusual),
             f"{alarm.ncd:.2f}",
             f"{alarm.p_value:.3f}",
             f"{alarm.confidence:.0%}",

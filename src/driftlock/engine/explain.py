@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import zstandard
 
@@ -37,8 +38,19 @@ def most_unusual(baseline: Sequence[bytes], window: Sequence[bytes], limit: int 
     return ranked[:limit]
 
 
-def describe(event: bytes, width: int = 90) -> str:
-    """A short, readable rendering of one event: its body when it has one."""
+def _shorten(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "…"
+    if isinstance(value, dict):
+        return {k: _shorten(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v, limit) for v in value]
+    return value
+
+
+def describe(event: bytes, width: int = 140, value_width: int = 40) -> str:
+    """A short, readable rendering of one event: its body when it has one, each long value cut
+    (so that one long query does not push the route and status out of the sentence)."""
     try:
         value = json.loads(event)
     except ValueError:
@@ -46,7 +58,7 @@ def describe(event: bytes, width: int = 90) -> str:
     else:
         if isinstance(value, dict) and "body" in value:
             value = value["body"]
-        text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        text = json.dumps(_shorten(value, value_width), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
