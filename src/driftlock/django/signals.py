@@ -3,4 +3,4 @@
 from django.dispatch import Signal
 
 anomaly_detected = Signal()
-"""Sent for every anomaly: ``sender=DriftlockSpanExporter, anomaly=Anomaly, span=SpanDetails``."""
+"""Sent for every alarm (``driftlock.alarms``): ``sender=DriftlockSpanExporter, anomaly=Anomaly, span=SpanDetails``."""
