@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from driftlock.demo.process import ListeningProcess  # noqa: E402
+
 BIN = Path(sys.executable).parent
-_URL = re.compile(r"(?:Listening at|listening on|running on):? (http://[\d.]+:\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -26,38 +26,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Child:
-    """A process that prints the URL it listens on; stopped on exit."""
+class Child(ListeningProcess):
+    """A process that prints the URL it listens on, with its CPU time and memory; stopped on exit."""
 
     def __init__(self, cmd: Sequence[str], env: dict[str, str], *, cpus: set[int] | None = None, cwd: Path = ROOT):
-        self.output: list[str] = []
-        self.proc = subprocess.Popen(
-            list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
-        )  # fmt: skip
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.url = self._wait_for_url()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self._lines.put(line)
-
-    def _wait_for_url(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                match = _URL.search(self._lines.get(timeout=0.2))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if match:
-                return match.group(1)
-        self.stop()
-        raise RuntimeError("child did not start:\n" + "".join(self.output[-30:]))
+        super().__init__(cmd, env, str(cmd[0]), cwd=cwd, cpus=cpus)
+        self.url = self.wait_for_url()
 
     def pids(self) -> list[int]:
         """This process and its children (gunicorn's workers)."""
@@ -88,15 +62,6 @@ class Child:
             except OSError:
                 continue
         return total / 1024
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
     def __enter__(self) -> Child:
         return self

@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 
-from tests.support import clean_env
+from tests.support import BIN, INSTRUMENT, clean_env
 
 PROJECT = Path(__file__).parent / "django_project"
-BIN = Path(sys.executable).parent
 _LISTEN = re.compile(r"(?:Listening at|running on):? (http://[\d.]+:\d+)")
 
 
@@ -61,16 +60,7 @@ class DjangoServer:
         else:
             raise ValueError(kind)
         if instrument:
-            cmd = [
-                str(BIN / "opentelemetry-instrument"),
-                "--traces_exporter",
-                "driftlock",
-                "--metrics_exporter",
-                "none",
-                "--logs_exporter",
-                "none",
-                *cmd,
-            ]
+            cmd = [*INSTRUMENT, *cmd]
         self.cmd = cmd
         self.env = clean_env(
             DJANGO_SETTINGS_MODULE=settings,

@@ -20,6 +20,12 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+INSTRUMENT = [
+    str(BIN / "opentelemetry-instrument"),
+    *("--traces_exporter", "driftlock", "--metrics_exporter", "none", "--logs_exporter", "none"),
+]
+"""`opentelemetry-instrument` with the Driftlock exporter only: put it before a command."""
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess, clean_env, running_server, wait_for
+from tests.support import INSTRUMENT, ServerProcess, clean_env, running_server, wait_for
 
 PROJECT = Path(__file__).resolve().parent / "celery_project"
 REDIS = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
@@ -200,17 +200,8 @@ def test_the_page_snippet_runs_inside_the_worker(redis_url: str) -> None:
 
 def test_opentelemetry_instrument_celery_worker(redis_url: str) -> None:
     with running_server() as srv:
-        instrument = [
-            str(Path(sys.executable).parent / "opentelemetry-instrument"),
-            "--traces_exporter",
-            "driftlock",
-            "--metrics_exporter",
-            "none",
-            "--logs_exporter",
-            "none",
-        ]
         worker = Worker(redis_url, srv.url, "--pool=prefork", "--concurrency=2")
-        worker.cmd = [*instrument, *worker.cmd]
+        worker.cmd = [*INSTRUMENT, *worker.cmd]
         with worker:
             run_tasks(client_app(redis_url))
             wait_for(lambda: len(events(srv, "shop.celery")) >= len(EXPECTED), timeout=30, message="task events")

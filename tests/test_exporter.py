@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,7 @@ from opentelemetry.trace import SpanKind
 import driftlock
 from driftlock import DriftlockSpanExporter
 from tests import traffic
-from tests.support import FaultServer, Reply, ServerProcess, clean_env, free_port_url, wait_for
-
-BIN = Path(sys.executable).parent
+from tests.support import INSTRUMENT, FaultServer, Reply, ServerProcess, clean_env, free_port_url, wait_for
 
 
 def make_spans(bodies: list[dict[str, Any]], service: str = "exp-svc") -> list[ReadableSpan]:
@@ -246,16 +243,7 @@ PLAIN_SERVICE = textwrap.dedent(
 def run_script(script: str, *args: str, instrument: bool = False, **env: str) -> None:
     cmd = [sys.executable, "-c", script, *args]
     if instrument:
-        cmd = [
-            str(BIN / "opentelemetry-instrument"),
-            "--traces_exporter",
-            "driftlock",
-            "--metrics_exporter",
-            "none",
-            "--logs_exporter",
-            "none",
-            *cmd,
-        ]
+        cmd = [*INSTRUMENT, *cmd]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=clean_env(**env))
     assert result.returncode == 0, result.stdout + result.stderr
 

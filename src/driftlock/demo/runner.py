@@ -10,9 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import queue
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +27,7 @@ import httpx
 
 from driftlock.alarms import raised
 from driftlock.demo import scenarios
+from driftlock.demo.process import ListeningProcess
 from driftlock.demo.scoring import Episode, Score, score
 
 __all__ = ["DemoResult", "run"]
@@ -37,7 +36,6 @@ WINDOW = 50  # the balanced profile's window: how long after an episode an alarm
 CONFIRMATIONS = 2  # the exporter's default: anomalous detections within a window before an alarm
 STREAM = "demo-shop"
 CONCURRENCY = 4
-_LISTEN = re.compile(r"(?:Listening at|listening on):? (http://[\d.]+:\d+)")
 
 
 @dataclass
@@ -83,59 +81,17 @@ class DemoResult:
         }
 
 
-class _Process:
-    """A child process that prints the URL it listens on."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.output: list[str] = []
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if len(self.output) < 2000:
-                self.output.append(line)
-            self._lines.put(line)
-
-    def url(self, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                match = _LISTEN.search(self._lines.get(timeout=0.2))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if match:
-                return match.group(1)
-        raise RuntimeError(f"{self.name} did not start:\n" + "".join(self.output[-30:]))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @contextmanager
 def _services(workdir: Path, faults: Path) -> Iterator[tuple[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOCK_", "OTEL_"))}
     with ExitStack() as stack:
-        server = _Process(
+        server = ListeningProcess(
             [sys.executable, "-m", "driftlock", "serve", "--port", "0", "--db", str(workdir / "demo.sqlite3")],
             env,
             "driftlock serve",
         )
         stack.callback(server.stop)
-        server_url = server.url()
+        server_url = server.wait_for_url()
         shop_env = {
             **env,
             "DJANGO_SETTINGS_MODULE": "driftlock.demo.shop.settings",
@@ -143,14 +99,14 @@ def _services(workdir: Path, faults: Path) -> Iterator[tuple[str, str]]:
             "DRIFTLOCK_DEMO_FAULTS": str(faults),
             "OTEL_SERVICE_NAME": "demo-shop",
         }
-        shop = _Process(
+        shop = ListeningProcess(
             [sys.executable, "-m", "gunicorn", "driftlock.demo.shop.wsgi:application", "--bind", "127.0.0.1:0",
              "--workers", "2", "--threads", str(CONCURRENCY), "--graceful-timeout", "10", "--log-level", "info"],
             shop_env,
             "gunicorn",
         )  # fmt: skip
         stack.callback(shop.stop)
-        yield server_url, shop.url()
+        yield server_url, shop.wait_for_url()
 
 
 class _Pacer:
