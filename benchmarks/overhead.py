@@ -54,16 +54,19 @@ def serve(mode: str, sink: str, driftlock: str) -> Child:
     return Child(cmd, env, cpus=SERVER_CPU, cwd=ROOT / "benchmarks")
 
 
-def measure(mode: str, seconds: float, sink: str, driftlock: str) -> tuple[Load, float]:
-    with serve(mode, sink, driftlock) as server:
+def measure(mode: str, seconds: float, sink: Child, driftlock: Child) -> tuple[Load, float, float]:
+    """Load, CPU of the serving process per request (µs), and the share of CPU 1 the receivers used."""
+    with serve(mode, sink.url, driftlock.url) as server:
         url = server.url + PATH
         for _ in range(200):  # warm up: imports, first spans, connections
             httpx.get(url, timeout=10)
         time.sleep(1.5)  # let the first batch go out, so every run starts in the steady state
         cpu = server.cpu_seconds()
+        receivers = sink.cpu_seconds() + driftlock.cpu_seconds()
         load = wrk(url, seconds=seconds, cpus=LOAD_CPU)
         used = server.cpu_seconds() - cpu
-    return load, used / max(1, load.requests) * 1e6
+        received = sink.cpu_seconds() + driftlock.cpu_seconds() - receivers
+    return load, used / max(1, load.requests) * 1e6, received / load.seconds
 
 
 def main() -> None:
@@ -71,7 +74,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, list[tuple[Load, float]]] = {m: [] for m in MODES}
+    results: dict[str, list[tuple[Load, float, float]]] = {m: [] for m in MODES}
     sink_cmd = [sys.executable, "-m", "uvicorn", "_sink:app", "--port", "0", "--log-level", "info", "--no-access-log"]
     serve_cmd = [sys.executable, "-m", "driftlock", "serve", "--port", "0", "--db", ":memory:"]
     with (
@@ -80,21 +83,21 @@ def main() -> None:
     ):
         for round_ in range(args.rounds):
             for mode in MODES:
-                load, cpu_us = measure(mode, args.seconds, sink.url, driftlock.url)
-                results[mode].append((load, cpu_us))
+                load, cpu_us, receiver = measure(mode, args.seconds, sink, driftlock)
+                results[mode].append((load, cpu_us, receiver))
                 print(f"round {round_ + 1} {mode:10} {load.rps:8.0f} req/s  p50 {load.p50_ms:6.2f} ms  "
-                      f"p99 {load.p99_ms:6.2f} ms  cpu {cpu_us:6.0f} us/req  errors {load.errors}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                      f"p99 {load.p99_ms:6.2f} ms  cpu {cpu_us:6.0f} us/req  receiver {receiver:4.0%} of CPU 1  "
+                      f"errors {load.errors}", file=sys.stderr, flush=True)  # fmt: skip
 
     def med(mode: str, key: str) -> float:
-        values = [getattr(load, key) if key != "cpu" else cpu for load, cpu in results[mode]]
-        return statistics.median(values)
+        extra = {"cpu": 1, "receiver": 2}
+        return statistics.median(r[extra[key]] if key in extra else getattr(r[0], key) for r in results[mode])
 
     print(f"\noverhead: gunicorn 1 sync worker on CPU 0, wrk 8 connections, {args.rounds} x {args.seconds:.0f} s each")
-    print(f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}")
+    print(f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}{'receiver CPU1':>15}")
     for mode in MODES:
         print(f"{mode:12}{med(mode, 'rps'):>10.0f}{med(mode, 'p50_ms'):>10.2f}{med(mode, 'p99_ms'):>10.2f}"
-              f"{med(mode, 'cpu'):>12.0f}")  # fmt: skip
+              f"{med(mode, 'cpu'):>12.0f}{med(mode, 'receiver'):>15.0%}")  # fmt: skip
     for mode in ("driftlock", "dl-sink", "embedded"):
         print(f"{mode} / otel: throughput {med(mode, 'rps') / med('otel', 'rps'):.2f}x (goal >= 1.0), "
               f"p99 {med(mode, 'p99_ms') / med('otel', 'p99_ms'):.2f}x (goal <= 1.05), "
