@@ -94,3 +94,12 @@ def test_embedded_engine_is_chosen_without_key_and_url() -> None:
     assert Config.resolve(environ={}).uses_embedded_engine
     assert not Config.resolve(environ={}, api_key="k").uses_embedded_engine
     assert Config.resolve(environ={}, api_key="k").api_root == "https://driftlock.net/api"
+
+
+def test_every_setting_is_listed_for_opentelemetry_instrument() -> None:
+    import dataclasses
+
+    from driftlock import environment_variables
+
+    listed = {v for k, v in vars(environment_variables).items() if k.startswith("DRIFTLOCK_")}
+    assert listed == {"DRIFTLOCK_" + f.name.upper() for f in dataclasses.fields(Config)}

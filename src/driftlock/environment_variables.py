@@ -35,7 +35,7 @@ DRIFTLOCK_CONFIG_OVERRIDE = "DRIFTLOCK_CONFIG_OVERRIDE"
 """JSON object of detection settings sent with every request."""
 
 DRIFTLOCK_ON_ANOMALY = "DRIFTLOCK_ON_ANOMALY"
-"""Dotted path of a callable ``(anomaly, span)`` called for each anomaly."""
+"""Dotted path of a callable ``(anomaly, span)`` called for each alarm."""
 
 DRIFTLOCK_ENABLED = "DRIFTLOCK_ENABLED"
 """Master switch."""
@@ -45,3 +45,6 @@ DRIFTLOCK_CAPTURE_USER_ID = "DRIFTLOCK_CAPTURE_USER_ID"
 
 DRIFTLOCK_SPAN_KINDS = "DRIFTLOCK_SPAN_KINDS"
 """Comma-separated span kinds turned into events (default ``server,consumer``)."""
+
+DRIFTLOCK_CONFIRMATIONS = "DRIFTLOCK_CONFIRMATIONS"
+"""Anomalous detections (p <= 0.02) within one window before handlers are told; ``1``: every anomaly."""
