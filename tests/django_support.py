@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import queue
-import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from driftlock.demo.process import ListeningProcess
 from tests.support import BIN, INSTRUMENT, clean_env
 
 PROJECT = Path(__file__).parent / "django_project"
-_LISTEN = re.compile(r"(?:Listening at|running on):? (http://[\d.]+:\d+)")
 
 
 def migrate(db: Path, settings: str = "shop.settings") -> None:
@@ -70,36 +67,15 @@ class DjangoServer:
             **env,
         )
         self.url = ""
-        self.output: list[str] = []
-        self.proc: subprocess.Popen[str] | None = None
+        self.process: ListeningProcess | None = None
+
+    @property
+    def output(self) -> list[str]:
+        return self.process.output if self.process else []
 
     def __enter__(self) -> DjangoServer:
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=PROJECT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                lines.put(line)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self.url:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            match = _LISTEN.search(line)
-            if match:
-                self.url = match.group(1)
-        if not self.url:
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        self.process = ListeningProcess(self.cmd, self.env, "the Django server", cwd=PROJECT)
+        self.url = self.process.wait_for_url()
         # gunicorn announces its socket before the workers are up: wait until one answers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -114,13 +90,8 @@ class DjangoServer:
         self.stop()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.process is not None:
+            self.process.stop(timeout=30)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, **kwargs)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from driftlock.demo.process import ListeningProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -47,55 +47,33 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    """`python -m driftlock serve` on a free loopback port, in its own process."""
+    """`python -m driftlock serve` on a free loopback port, in its own process; restartable."""
 
     def __init__(self, db: str | Path = ":memory:", *args: str, env: Mapping[str, str] | None = None) -> None:
         self.db = str(db)
         self.args = args
         self.env = env
-        self.proc: subprocess.Popen[str] | None = None
+        self.process: ListeningProcess | None = None
         self.url = ""
-        self.output: list[str] = []
+
+    @property
+    def output(self) -> list[str]:
+        return self.process.output if self.process else []
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "driftlock", "serve", "--port", "0", "--db", self.db, *self.args]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(self.env or clean_env())
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if "listening on " in line:
-                self.url = line.split("listening on ", 1)[1].split()[0]
-                return self
-        raise RuntimeError(f"driftlock serve did not start: exit={self.proc.poll()}")
-
-    def _pump(self, lines: queue.Queue[str]) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            lines.put(line)
-            self.output.append(line)
+        self.process = ListeningProcess(cmd, dict(self.env or clean_env()), "driftlock serve")
+        self.url = self.process.wait_for_url(timeout)
+        return self
 
     def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        assert self.process is not None
+        self.process.proc.send_signal(signal.SIGKILL)
+        self.process.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.process is not None:
+            self.process.stop(timeout=10)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, **kwargs)

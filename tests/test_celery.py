@@ -7,12 +7,10 @@ Skipped with the reason when `redis-server` is not installed on a developer mach
 from __future__ import annotations
 
 import os
-import queue
+import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from driftlock.demo.process import ListeningProcess
 from tests.support import INSTRUMENT, ServerProcess, clean_env, running_server, wait_for
 
 PROJECT = Path(__file__).resolve().parent / "celery_project"
@@ -78,40 +77,20 @@ class Worker:
             PYTHONPATH=str(PROJECT),
             **env,
         )
-        self.output: list[str] = []
+        self.process: ListeningProcess | None = None
+
+    @property
+    def output(self) -> list[str]:
+        return self.process.output if self.process else []
 
     def __enter__(self) -> Worker:
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=PROJECT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                lines.put(line)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if " ready." in lines.get(timeout=0.2):
-                    return self
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-        self.__exit__()
-        raise AssertionError("celery worker did not start:\n" + "".join(self.output[-40:]))
+        self.process = ListeningProcess(self.cmd, self.env, "celery worker", cwd=PROJECT)
+        self.process.wait_for_line(re.compile(r" ready\."))
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: pool processes end, worker_process_shutdown flushes
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.process is not None:
+            self.process.stop(timeout=30)  # warm shutdown: pool processes end, worker_process_shutdown flushes
 
 
 def client_app(broker: str) -> Any:

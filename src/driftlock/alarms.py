@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from driftlock.engine.settings import PROFILES
+
 __all__ = ["ALARM_P_VALUE", "DEFAULT_WINDOW", "IncidentTracker", "raised", "window_for"]
 
 DEFAULT_WINDOW = 50
@@ -23,7 +25,6 @@ ALARM_P_VALUE = 0.02
 """With more than one confirmation, a detection confirms an incident only at p <= this. Windows
 overlap, so one chance fluctuation of ordinary traffic makes several neighbouring detections at
 p of 0.01 to 0.05; real incidents measured here reach p <= 0.02 (most p = 0)."""
-_PROFILE_WINDOWS = {"sensitive": 30, "balanced": 50, "strict": 100}
 
 
 def window_for(config_override: Mapping[str, Any] | None) -> int:
@@ -32,7 +33,8 @@ def window_for(config_override: Mapping[str, Any] | None) -> int:
     size = override.get("window_size")
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return size
-    return _PROFILE_WINDOWS.get(str(override.get("profile", "balanced")), DEFAULT_WINDOW)
+    profile = PROFILES.get(str(override.get("profile", "balanced")))
+    return profile.window_size if profile else DEFAULT_WINDOW
 
 
 class IncidentTracker:

@@ -52,24 +52,28 @@ class ListeningProcess:
             self._lines.put(line)
 
     def wait_for_url(self, timeout: float = 60.0) -> str:
+        return self.wait_for_line(_LISTEN, timeout).group(1)
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float = 60.0) -> re.Match[str]:
+        """The first output line that matches; the process is stopped if none does in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                match = _LISTEN.search(self._lines.get(timeout=0.2))
+                match = pattern.search(self._lines.get(timeout=0.2))
             except queue.Empty:
                 if self.proc.poll() is not None:
                     break
                 continue
             if match:
-                return match.group(1)
+                return match
         self.stop()
         raise RuntimeError(f"{self.name} did not start:\n" + "".join(self.output[-30:]))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
