@@ -1,12 +1,16 @@
 """``why``: one sentence a person can act on.
 
-It names the strongest signal and the window events that cost the most bytes to compress given
-the baseline, i.e. the events the baseline explains worst.
+It names the strongest signal, the events that are far more frequent in the window than in the
+baseline (what the rarity score of the test reacts to: a burst of failed logins is made of events
+the baseline has seen), and the window events that cost the most bytes to compress given the
+baseline, i.e. the events the baseline explains worst.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +18,11 @@ import zstandard
 
 from driftlock.engine.cbad import Detection
 
-__all__ = ["explain", "most_unusual"]
+__all__ = ["explain", "most_unusual", "surging"]
+
+SURGE = 5
+"""How many times its baseline share an event's window share must be for it to be named as surging."""
+SURGE_MIN = 3
 
 _SIGNALS = {
     "novelty": "structurally new events (conditional novelty {d.conditional_novelty:.2f})",
@@ -36,6 +44,23 @@ def most_unusual(baseline: Sequence[bytes], window: Sequence[bytes], limit: int 
             costs[event] = len(compressor.compress(event))
     ranked = sorted(costs, key=lambda e: (-costs[e], window.index(e)))
     return ranked[:limit]
+
+
+def surging(baseline: Sequence[bytes], window: Sequence[bytes]) -> list[tuple[bytes, int, int]]:
+    """Events the baseline has seen that occur at least SURGE_MIN times in the window and at least
+    SURGE times as often (by share) as in the baseline: (event, count in window, count in baseline),
+    the largest contribution to a likelihood-ratio (G) statistic, n·log(window share / baseline
+    share), first."""
+    in_window, in_baseline = Counter(window), Counter(baseline)
+    found = [
+        (event, count, in_baseline[event])
+        for event, count in in_window.items()
+        if count >= SURGE_MIN
+        and in_baseline[event] > 0
+        and count * len(baseline) >= SURGE * in_baseline[event] * len(window)
+    ]
+    ratio = len(baseline) / len(window)
+    return sorted(found, key=lambda item: -item[1] * math.log(item[1] * ratio / item[2]))
 
 
 def _shorten(value: Any, limit: int) -> Any:
@@ -62,14 +87,21 @@ def describe(event: bytes, width: int = 140, value_width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes]) -> str:
+def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> str:
     signal = _SIGNALS[detection.strongest_signal].format(
         d=detection,
         pct=-100 * detection.compression_ratio_change,
         ent=100 * detection.entropy_change,
     )
-    events = "; ".join(describe(e) for e in most_unusual(baseline, window))
-    return (
-        f"Anomalous window: {signal}, p={detection.p_value:.3f}, "
-        f"{100 * detection.confidence_level:.0f}% confidence; least like the baseline: {events}"
-    )
+    surges = surging(baseline, window)[:limit]
+    text = f"Anomalous window: {signal}, p={detection.p_value:.3f}, {100 * detection.confidence_level:.0f}% confidence"
+    if surges:
+        frequent = "; ".join(
+            f"{describe(e)} ({n} of {len(window)} events, {b} of {len(baseline)} before)" for e, n, b in surges
+        )
+        text += f"; far more frequent than in the baseline: {frequent}"
+    shown = {e for e, _, _ in surges}
+    unusual = [e for e in most_unusual(baseline, window, limit) if e not in shown][: limit - len(surges)]
+    if unusual:
+        text += "; least like the baseline: " + "; ".join(describe(e) for e in unusual)
+    return text
