@@ -11,7 +11,10 @@ from urllib.parse import unquote_plus
 import pytest
 
 from driftlock.demo import scenarios
+from driftlock.demo.runner import unusual
 from driftlock.demo.scoring import Episode, score
+from driftlock.engine import analyse, event_bytes, resolve_settings
+from driftlock.engine.explain import explain
 from tests.support import clean_env
 
 # -- scenarios ------------------------------------------------------------------------------------
@@ -94,6 +97,18 @@ def test_window_must_be_positive() -> None:
         score([], [], window=0, normal_events=1)
 
 
+def test_the_table_names_surging_events_with_their_counts_then_the_least_usual() -> None:
+    """The demo's table reads the engine's own ``why``: a change in its wording must fail here."""
+    page = {"kind": "http", "method": "GET", "route": "products/<int:pk>/", "status": 200, "duration": "<10ms"}
+    login = {**page, "method": "POST", "route": "login/", "status": 401}
+    probe = {**page, "route": "/.env", "status": 404}
+    baseline = [event_bytes({"type": "trace", "body": page})] * 399 + [event_bytes({"type": "trace", "body": login})]
+    window = [event_bytes({"type": "trace", "body": b}) for b in [page] * 30 + [login] * 19 + [probe]]
+    why = explain(analyse(baseline, window, resolve_settings(None)), baseline, window)
+    named = unusual(why)
+    assert named[:2] == ["POST login/ 401 <10ms: 19 of 50, was 1 of 400", "GET /.env 404 <10ms"], why
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 
@@ -110,7 +125,9 @@ def test_driftlock_demo_runs_end_to_end_and_finds_episodes() -> None:
     assert report["episodes_injected"] == 6 and report["events"] > 2000
     assert report["episodes_found"] >= 4, report["episodes"]
     found = {a["kind"] for a in report["alarms"] if a["kind"]}
-    assert {"scanner", "sql_injection", "new_endpoint"} <= found
+    assert {"scanner", "sql_injection", "new_endpoint", "credential_stuffing"} <= found
+    stuffing = next(a for a in report["alarms"] if a["kind"] == "credential_stuffing")
+    assert "login/" in stuffing["routes"], stuffing
     assert all(a["why"] and a["routes"] and 0 <= a["p_value"] <= 1 for a in report["alarms"])
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from driftlock.engine import DetectionService, analyse, event_bytes, resolve_settings, tokenize
 from driftlock.engine.cbad import combined_scores, frequency_scores
+from driftlock.engine.explain import log_poisson_tail, surging
 from driftlock.engine.stream import StreamState, ingest
 from tests import traffic
 
@@ -96,6 +97,21 @@ def test_a_burst_of_events_the_baseline_has_seen_rarely_is_anomalous_and_named()
     assert found.detection.is_anomaly and found.detection.p_value <= 0.02
     assert "far more frequent than in the baseline" in found.why, found.why
     assert '"route":"login/","status":401} (12 of 50 events, 3 of 400 before)' in found.why, found.why
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, 1.0), (1, 1.0), (3, 0.44), (5, 5.0), (16, 0.19)])
+def test_log_poisson_tail_matches_the_sum_of_the_distribution(count: int, expected: float) -> None:
+    tail = sum(math.exp(-expected) * expected**k / math.factorial(k) for k in range(count, 120))
+    assert math.exp(log_poisson_tail(count, expected)) == pytest.approx(tail, rel=1e-6, abs=1e-300)
+
+
+def test_only_events_far_beyond_their_baseline_rate_are_named_as_surging() -> None:
+    page, lamp, login = b"page", b"search lamp", b"login 401"
+    baseline = [page] * 394 + [lamp] * 5 + [login]
+    chance = [page] * 46 + [lamp] * 4  # 4 where 0.7 are expected: p = 0.008, ordinary luck
+    assert surging(baseline, chance) == []
+    burst = [page] * 30 + [lamp] * 4 + [login] * 16
+    assert surging(baseline, burst) == [(login, 16, 1)]
 
 
 def test_frequency_scores_are_code_lengths_of_shares() -> None:

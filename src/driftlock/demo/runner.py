@@ -46,7 +46,7 @@ class Alarm:
     at: str
     routes: list[str]
     why: str  # the strongest signal
-    unusual: list[str]  # the requests least like the baseline
+    unusual: list[str]  # the requests far more frequent than, or least like, the baseline
     ncd: float
     p_value: float
     confidence: float
@@ -160,18 +160,33 @@ _FIELD = {
 }
 
 
+_COUNTS = re.compile(r"\((\d+) of (\d+) events, (\d+) of (\d+) before\)")
+
+
+def _compact(snippet: str) -> str | None:
+    """One described event as ``GET search/ 200 <10ms q=...``; None when it names no route."""
+    found = {k: m.group(1) for k, rx in _FIELD.items() if (m := rx.search(snippet))}
+    if "route" not in found:
+        return None
+    words = [found.get("method", ""), found["route"], found.get("status", ""), found.get("duration", "")]
+    words += [found["error"]] if "error" in found else []
+    words += [f"q={found['query'][:30]}"] if "query" in found else []
+    return " ".join(w for w in words if w)
+
+
 def unusual(why: str) -> list[str]:
-    """The events a ``why`` names as least like the baseline, as ``GET search/ 200 <10ms q=...``."""
-    _, _, listed = why.partition("least like the baseline: ")
+    """The events a ``why`` names: first those far more frequent than in the baseline, with their
+    counts (``POST login/ 401 <10ms: 20 of 50, was 1 of 400``), then those least like the baseline."""
+    rest, _, least = why.partition("; least like the baseline: ")
+    _, _, frequent = rest.partition("far more frequent than in the baseline: ")
     out = []
-    for snippet in listed.split("; {"):
-        found = {k: m.group(1) for k, rx in _FIELD.items() if (m := rx.search(snippet))}
-        if "route" not in found:
-            continue
-        words = [found.get("method", ""), found["route"], found.get("status", ""), found.get("duration", "")]
-        words += [found["error"]] if "error" in found else []
-        words += [f"q={found['query'][:30]}"] if "query" in found else []
-        out.append(" ".join(w for w in words if w))
+    for snippet in frequent.split("; {") if frequent else []:
+        event, counts = _compact(snippet), _COUNTS.search(snippet)
+        if event and counts:
+            out.append(f"{event}: {counts[1]} of {counts[2]}, was {counts[3]} of {counts[4]}")
+    for snippet in least.split("; {") if least else []:
+        if event := _compact(snippet):
+            out.append(event)
     return out
 
 
@@ -282,7 +297,7 @@ def render(result: DemoResult) -> None:
 
     console = Console()
     table = Table(title=f"Driftlock detections in stream {STREAM!r}", show_lines=True)
-    for column in ("time", "stream", "episode", "routes involved", "why: least like the baseline", "NCD", "p", "conf."):
+    for column in ("time", "stream", "episode", "routes involved", "why", "NCD", "p", "conf."):
         table.add_column(column, overflow="fold")
     for alarm in result.alarms:
         table.add_row(

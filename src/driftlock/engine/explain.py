@@ -20,9 +20,11 @@ from driftlock.engine.cbad import Detection
 
 __all__ = ["explain", "most_unusual", "surging"]
 
-SURGE = 5
-"""How many times its baseline share an event's window share must be for it to be named as surging."""
-SURGE_MIN = 3
+SURGE_P = 1e-4
+"""An event is named as surging when a count at least as high as its count in the window would have
+probability below this if it kept its baseline rate (a Poisson tail): 16 failed logins where the
+baseline rate predicts 0.1 are named; 4 searches for "lamp" where it predicts 0.7 are not."""
+
 
 _SIGNALS = {
     "novelty": "structurally new events (conditional novelty {d.conditional_novelty:.2f})",
@@ -46,21 +48,33 @@ def most_unusual(baseline: Sequence[bytes], window: Sequence[bytes], limit: int 
     return ranked[:limit]
 
 
+def log_poisson_tail(count: int, expected: float) -> float:
+    """ln P(X >= count) for X ~ Poisson(expected), summed from ``count`` up (bounded: the terms fall
+    fast once k exceeds ``expected``), so tiny tails keep their order instead of rounding to 0."""
+    if count <= 0:
+        return 0.0
+    log_term = -expected + count * math.log(expected) - math.lgamma(count + 1)
+    total, term = 1.0, 1.0
+    for k in range(count + 1, count + 200):
+        term *= expected / k
+        total += term
+        if term < 1e-12 * total:
+            break
+    return min(0.0, log_term + math.log(total))
+
+
 def surging(baseline: Sequence[bytes], window: Sequence[bytes]) -> list[tuple[bytes, int, int]]:
-    """Events the baseline has seen that occur at least SURGE_MIN times in the window and at least
-    SURGE times as often (by share) as in the baseline: (event, count in window, count in baseline),
-    the largest contribution to a likelihood-ratio (G) statistic, n·log(window share / baseline
-    share), first."""
+    """Events the baseline has seen that are far more frequent in the window than its rate predicts
+    (SURGE_P): (event, count in window, count in baseline), least likely first."""
     in_window, in_baseline = Counter(window), Counter(baseline)
-    found = [
-        (event, count, in_baseline[event])
+    scale = len(window) / len(baseline)
+    tails = {
+        event: log_poisson_tail(count, (in_baseline[event] + 0.5) * scale)
         for event, count in in_window.items()
-        if count >= SURGE_MIN
-        and in_baseline[event] > 0
-        and count * len(baseline) >= SURGE * in_baseline[event] * len(window)
-    ]
-    ratio = len(baseline) / len(window)
-    return sorted(found, key=lambda item: -item[1] * math.log(item[1] * ratio / item[2]))
+        if in_baseline[event] > 0
+    }
+    found = sorted((tail, event) for event, tail in tails.items() if tail < math.log(SURGE_P))
+    return [(event, in_window[event], in_baseline[event]) for _, event in found]
 
 
 def _shorten(value: Any, limit: int) -> Any:
