@@ -3,11 +3,12 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 
 import pytest
 
 from driftlock.engine import DetectionService, analyse, event_bytes, resolve_settings, tokenize
-from driftlock.engine.cbad import combined_scores, frequency_scores
+from driftlock.engine.cbad import event_scores, pool_scores
 from driftlock.engine.explain import log_poisson_tail, surging
 from driftlock.engine.stream import StreamState, ingest
 from tests import traffic
@@ -114,18 +115,20 @@ def test_only_events_far_beyond_their_baseline_rate_are_named_as_surging() -> No
     assert surging(baseline, burst) == [(login, 16, 1)]
 
 
-def test_frequency_scores_are_code_lengths_of_shares() -> None:
+def test_event_scores_are_code_lengths_of_shares() -> None:
     reference = [b"a"] * 6 + [b"b"] * 2
-    pool = [b"a", b"a", b"b", b"b", b"b", b"new"]
-    rarity, gain = frequency_scores(reference, pool)
+    pool = Counter([b"a", b"a", b"b", b"b", b"b", b"new"])
+    scores = event_scores(reference, pool)
     total = 8 + 0.5 * 3  # 8 events, 2 kinds + 1 for the unseen, half an occurrence each
-    assert rarity[:3] == pytest.approx([math.log2(total / 6.5)] * 2 + [math.log2(total / 2.5)])
-    assert rarity[5] == pytest.approx(math.log2(total / 0.5))
     scale = 8 / 6
-    assert gain[0] == pytest.approx(math.log2(2.5 * scale / 6.5)) and gain[0] < 0  # became less common
-    assert gain[2] == pytest.approx(math.log2(3.5 * scale / 2.5)) and gain[2] > 0  # became more common
-    scores = combined_scores([10, 10, 20], [1.0, 1.0, 3.0], [0.5, 0.5, 0.5])
-    assert scores[0] == scores[1] < scores[2] and all(isinstance(s, int) for s in scores)
+    assert scores[b"a"][1:] == pytest.approx((math.log2(total / 6.5), math.log2(2.5 * scale / 6.5)))
+    assert scores[b"b"][1:] == pytest.approx((math.log2(total / 2.5), math.log2(3.5 * scale / 2.5)))
+    assert scores[b"new"][1] == pytest.approx(math.log2(total / 0.5))
+    assert scores[b"a"][2] < 0 < scores[b"b"][2]  # "a" became less common, "b" more
+    assert scores[b"a"][0] < scores[b"new"][0]  # the reference explains "a", not "new"
+    combined = pool_scores(reference, list(pool.elements()))
+    assert all(isinstance(s, int) for s in combined) and combined[0] == combined[1]
+    assert combined[0] < combined[2] < combined[-1]
 
 
 def test_detection_count_follows_baseline_window_and_hop() -> None:

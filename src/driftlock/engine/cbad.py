@@ -113,41 +113,47 @@ def _join(events: Sequence[bytes]) -> bytes:
     return b"".join(e + b"\n" for e in events)
 
 
-def conditional_costs(reference: Sequence[bytes], events: Sequence[bytes]) -> list[int]:
-    """C(event | reference) for each event: its compressed bytes with the reference as a zstd dictionary."""
+def event_scores(reference: Sequence[bytes], pool: Counter[bytes]) -> dict[bytes, tuple[int, float, float]]:
+    """(conditional cost, rarity, frequency gain) of each distinct event of the pool.
+
+    * conditional cost: C(event | reference), its compressed bytes with the reference as a zstd
+      dictionary;
+    * rarity: -log2 of its share of the reference, in bits;
+    * frequency gain: log2 of its share of the pool over its share of the reference, in bits.
+
+    Shares are smoothed by half an occurrence (Krichevsky-Trofimov), so an event the reference
+    never saw is rarer than one it saw once. Computed once per distinct event: traffic repeats
+    itself, and a 250-event pool of ordinary requests holds a few dozen distinct events."""
     dictionary = zstandard.ZstdCompressionDict(_join(reference), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    compressor = zstandard.ZstdCompressor(level=3, dict_data=dictionary)
-    return [len(compressor.compress(event)) for event in events]
-
-
-def frequency_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> tuple[list[float], list[float]]:
-    """(rarity, frequency gain) of each pool event, in bits; shares are smoothed by half an
-    occurrence (Krichevsky-Trofimov), so an event the reference never saw is rarer than one it saw
-    once. Computed once per distinct event: traffic repeats itself."""
-    in_reference, in_pool = Counter(reference), Counter(pool)
+    compress = zstandard.ZstdCompressor(level=3, dict_data=dictionary).compress
+    in_reference = Counter(reference)
     total = len(reference) + 0.5 * (len(in_reference) + 1)
-    scale = len(reference) / len(pool)
+    scale = len(reference) / pool.total()
     log2 = math.log2
-    rarity: dict[bytes, float] = {}
-    gain: dict[bytes, float] = {}
-    for event, count in in_pool.items():
+    scores = {}
+    for event, count in pool.items():
         seen = in_reference.get(event, 0) + 0.5
-        rarity[event] = log2(total / seen)
-        gain[event] = log2((count + 0.5) * scale / seen)
-    return [rarity[e] for e in pool], [gain[e] for e in pool]
+        scores[event] = (len(compress(event)), log2(total / seen), log2((count + 0.5) * scale / seen))
+    return scores
 
 
-def _unit(values: Sequence[float]) -> float:
-    """SCORE_SCALE / the population standard deviation of ``values`` (or SCORE_SCALE when all are equal)."""
-    mean = sum(values) / len(values)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+def _unit(values: Sequence[float], weights: Sequence[int]) -> float:
+    """SCORE_SCALE / the standard deviation of ``values`` counted ``weights`` times (SCORE_SCALE if 0)."""
+    n = sum(weights)
+    mean = sum(v * w for v, w in zip(values, weights, strict=True)) / n
+    spread = math.sqrt(sum(w * (v - mean) ** 2 for v, w in zip(values, weights, strict=True)) / n)
     return SCORE_SCALE / spread if spread else SCORE_SCALE
 
 
-def combined_scores(costs: Sequence[float], rarity: Sequence[float], gain: Sequence[float]) -> list[int]:
-    """Each event's three scores in units of their spread over the pool, summed (× SCORE_SCALE)."""
-    u, v, w = _unit(costs), _unit(rarity), _unit(gain)
-    return [round(c * u + r * v + g * w) for c, r, g in zip(costs, rarity, gain, strict=True)]
+def pool_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> list[int]:
+    """Each pool event's three scores (:func:`event_scores`) in units of their spread over the pool,
+    summed, as whole numbers (× SCORE_SCALE)."""
+    in_pool = Counter(pool)
+    scores = event_scores(reference, in_pool)
+    weights = [in_pool[e] for e in scores]
+    units = [_unit([s[i] for s in scores.values()], weights) for i in range(3)]
+    combined = {e: round(c * units[0] + r * units[1] + g * units[2]) for e, (c, r, g) in scores.items()}
+    return [combined[e] for e in pool]
 
 
 def _ncd(c_a: int, c_b: int, c_ab: int) -> float:
@@ -231,7 +237,7 @@ def analyse(baseline: Sequence[bytes], window: Sequence[bytes], settings: Detect
     # The permutation test's reference is the older half of the baseline; the newer half and the
     # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
     reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
-    scores = combined_scores(conditional_costs(reference, pool), *frequency_scores(reference, pool))
+    scores = pool_scores(reference, pool)
     statistic = sum(scores[-w_size:])
     novelty = max(0.0, (c_bw - c_b) / c_w) if c_w else 0.0
 
