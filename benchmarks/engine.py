@@ -64,9 +64,11 @@ def main() -> None:
     zstd = zstandard.ZstdCompressor(level=3)
     analyse = engine_stream.analyse
 
-    def timed(baseline: Sequence[bytes], window: Sequence[bytes], settings: DetectionSettings) -> Detection:
+    def timed(
+        baseline: Sequence[bytes], window: Sequence[bytes], settings: DetectionSettings, *, start: int = 0
+    ) -> Detection:
         started = time.perf_counter()
-        detection = analyse(baseline, window, settings)
+        detection = analyse(baseline, window, settings, start=start)
         timings.append((time.perf_counter() - started, detection.is_anomaly))
         joined = b"".join(e + b"\n" for e in [*baseline, *window])
         started = time.perf_counter()

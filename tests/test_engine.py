@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from driftlock.engine import DetectionService, analyse, event_bytes, resolve_settings, tokenize
-from driftlock.engine.cbad import event_scores, pool_scores
+from driftlock.engine.cbad import _slice_figures, event_scores, pool_scores
 from driftlock.engine.explain import log_poisson_tail, surging
 from driftlock.engine.stream import StreamState, ingest
 from tests import traffic
@@ -129,6 +129,17 @@ def test_event_scores_are_code_lengths_of_shares() -> None:
     combined = pool_scores(reference, list(pool.elements()))
     assert all(isinstance(s, int) for s in combined) and combined[0] == combined[1]
     assert combined[0] < combined[2] < combined[-1]
+
+
+def test_consecutive_detections_share_their_baseline_slices() -> None:
+    """The size-matched effect sizes compare the window with window-sized baseline slices; they are
+    aligned in the stream, so a baseline moving a hop at a time reuses their figures."""
+    _slice_figures.cache_clear()
+    state = StreamState("slices")
+    ingest(state, encoded(traffic.events(550, seed=4)), BALANCED)
+    info = _slice_figures.cache_info()
+    assert state.detections == 11 and info.hits + info.misses == 44
+    assert info.misses <= 4 + 2, info  # the first detection's 4, then one per 50 events
 
 
 def test_detection_count_follows_baseline_window_and_hop() -> None:

@@ -38,6 +38,7 @@ MIN_REPORTED_PERMUTATIONS reached the window.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import random
@@ -163,18 +164,22 @@ def _ncd(c_a: int, c_b: int, c_ab: int) -> float:
     return min(1.0, max(0.0, (c_ab - min(c_a, c_b)) / high))
 
 
-def _slices(baseline: Sequence[bytes], size: int) -> list[bytes]:
-    """Window-sized slices of the baseline, newest first, at most MAX_SLICES."""
+def _slices(baseline: Sequence[bytes], size: int, start: int) -> list[bytes]:
+    """Window-sized slices of the baseline, newest first, at most MAX_SLICES, ending on multiples of
+    ``size`` counted in the stream (``start`` is the stream position of the baseline's first event)."""
     out: list[bytes] = []
-    end = len(baseline)
+    end = len(baseline) - (start + len(baseline)) % size
     while end - size >= 0 and len(out) < MAX_SLICES:
         out.append(_join(baseline[end - size : end]))
         end -= size
     return out or [_join(baseline)]
 
 
-def _matched_ncd(slices: Sequence[bytes], window: bytes, c_window: int, size: Callable[[bytes], int]) -> float:
-    return sum(_ncd(size(s), c_window, size(s + window)) for s in slices) / len(slices)
+@functools.lru_cache(maxsize=256)
+def _slice_figures(data: bytes, compressor: str) -> tuple[int, float]:
+    """C(slice) and the slice's byte entropy. Cached: a stream's slices stay put while its baseline
+    moves a hop at a time, so consecutive detections share all but one of them."""
+    return compressor_for(compressor)(data), entropy(data)
 
 
 @dataclass(frozen=True)
@@ -225,8 +230,11 @@ def confidence(p: float, ncd: float) -> float:
     return min(1.0, max(0.0, 0.6 * (1.0 - p) + 0.4 * ncd))
 
 
-def analyse(baseline: Sequence[bytes], window: Sequence[bytes], settings: DetectionSettings) -> Detection:
-    """Compare ``window`` with ``baseline`` (tokenized event bytes) and decide (§2.7)."""
+def analyse(
+    baseline: Sequence[bytes], window: Sequence[bytes], settings: DetectionSettings, *, start: int = 0
+) -> Detection:
+    """Compare ``window`` with ``baseline`` (tokenized event bytes) and decide (§2.7). ``start`` is
+    the stream position of the baseline's first event: it aligns the baseline slices."""
     size = compressor_for(settings.compressor)
     w_size = len(window)
     w_bytes = _join(window)
@@ -241,12 +249,14 @@ def analyse(baseline: Sequence[bytes], window: Sequence[bytes], settings: Detect
     statistic = sum(scores[-w_size:])
     novelty = max(0.0, (c_bw - c_b) / c_w) if c_w else 0.0
 
-    slices = _slices(baseline, w_size)
-    observed = _matched_ncd(slices, w_bytes, c_w, size)
-    cr_b = sum(len(s) / max(1, size(s)) for s in slices) / len(slices)
+    slices = _slices(baseline, w_size, start)
+    figures = [_slice_figures(s, settings.compressor) for s in slices]
+    observed = sum(_ncd(c_s, c_w, size(s + w_bytes)) for s, (c_s, _) in zip(slices, figures, strict=True))
+    observed /= len(slices)
+    cr_b = sum(len(s) / max(1, c_s) for s, (c_s, _) in zip(slices, figures, strict=True)) / len(slices)
     cr_w = len(w_bytes) / max(1, c_w)
     cr_change = (cr_w - cr_b) / cr_b if cr_b else 0.0
-    h_b = sum(entropy(s) for s in slices) / len(slices)
+    h_b = sum(h for _, h in figures) / len(figures)
     h_w = entropy(w_bytes)
     h_change = (h_w - h_b) / max(h_b, 0.001)
 

@@ -52,7 +52,7 @@ def ingest(state: StreamState, events: Iterable[bytes], settings: DetectionSetti
             continue
         history = list(state.events)[-need:]
         baseline, window = history[: settings.baseline_size], history[settings.baseline_size :]
-        detection = analyse(baseline, window, settings)
+        detection = analyse(baseline, window, settings, start=state.events_ingested - need)
         state.since_detection = 0
         state.detections += 1
         if detection.is_anomaly:
