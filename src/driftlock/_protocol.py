@@ -100,6 +100,11 @@ def chunk(items: Sequence[Any], size: int) -> list[tuple[int, Sequence[Any]]]:
     return [(start, items[start : start + size]) for start in range(0, len(items), size)]
 
 
+_JITTER = random.Random()
+"""Backoff jitter for every call. One instance: seeding a new one reads the OS's entropy pool, which
+was a seventh of the export thread's time."""
+
+
 def detect_body(
     events: Sequence[Any], stream_id: str | None, config_override: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -139,7 +144,7 @@ def call_flow(
     if body is not None:
         content = _JSON.encode(body).encode()
         headers["Content-Type"] = "application/json"
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     attempt = 0
     while True:
         remaining = deadline - time.monotonic()

@@ -111,7 +111,8 @@ def entropy(data: bytes) -> float:
 
 
 def _join(events: Sequence[bytes]) -> bytes:
-    return b"".join(e + b"\n" for e in events)
+    """The events as one buffer, each followed by a newline (§2.1)."""
+    return b"\n".join(events) + b"\n" if events else b""
 
 
 def event_scores(reference: Sequence[bytes], pool: Counter[bytes]) -> dict[bytes, tuple[int, float, float]]:

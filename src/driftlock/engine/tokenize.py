@@ -49,8 +49,12 @@ def tokenize(text: str) -> str:
     return text
 
 
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+"""One encoder: ``json.dumps`` with options builds a new one per call."""
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
 
 
 def event_bytes(event: Any, *, tokenizer: bool = True) -> bytes:
