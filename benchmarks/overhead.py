@@ -1,6 +1,6 @@
 """What Driftlock costs the site it watches, beside plain Django and the standard OpenTelemetry pipeline.
 
-    apt-get install wrk; python benchmarks/overhead.py [--seconds 8] [--rounds 3]
+    apt-get install wrk; python benchmarks/overhead.py [--seconds 8] [--rounds 5]
 
 The demo shop under gunicorn (one sync worker, pinned to CPU 0) is loaded by wrk (8 connections,
 pinned to CPU 1, with the receiving servers) in four configurations, alternating, one fresh server
@@ -72,7 +72,7 @@ def measure(mode: str, seconds: float, sink: Child, driftlock: Child) -> tuple[L
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     results: dict[str, list[tuple[Load, float, float]]] = {m: [] for m in MODES}
     sink_cmd = [sys.executable, "-m", "uvicorn", "_sink:app", "--port", "0", "--log-level", "info", "--no-access-log"]

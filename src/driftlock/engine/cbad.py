@@ -1,6 +1,6 @@
 """Compression-based anomaly detection for one baseline and one window (API-AND-CBAD.md §2.3-2.8).
 
-Two deliberate differences from the reference, where the documentation leaves room, both measured
+Three deliberate differences from the reference, where the documentation leaves room, each measured
 (README, "Detection engine"):
 
 * The permutation test's statistic is the window's *conditional compressed cost*: the sum over
@@ -27,7 +27,8 @@ Two deliberate differences from the reference, where the documentation leaves ro
   each window-sized slice of the baseline, averaged. Compared directly, a 50-event window and a
   400-event baseline of the *same* traffic score NCD ≈ 0.9 and a compression-ratio drop of ≈ 30%,
   because compressed size grows sub-linearly, and the composite branch of the rule fires for most
-  windows.
+  windows. The slices end on multiples of the window size counted in the stream, so a baseline that
+  moves a hop at a time keeps them, and their size and entropy are computed once.
 
 Cost is dominated by the permutation test; it stops as soon as the decision can no longer change
 (the decision is monotone in p, so it is fixed once it agrees at both ends of the p interval still
