@@ -96,6 +96,7 @@ def test_a_burst_of_events_the_baseline_has_seen_rarely_is_anomalous_and_named()
     state.events.extend(encoded(baseline))
     [found] = ingest(state, encoded(window), BALANCED)
     assert found.detection.is_anomaly and found.detection.p_value <= 0.02
+    assert found.why.startswith("Anomalous window: events the baseline saw rarely are far more frequent, p=")
     assert "far more frequent than in the baseline" in found.why, found.why
     assert '"route":"login/","status":401} (12 of 50 events, 3 of 400 before)' in found.why, found.why
 

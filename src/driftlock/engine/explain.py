@@ -26,6 +26,7 @@ probability below this if it kept its baseline rate (a Poisson tail): 16 failed 
 baseline rate predicts 0.1 are named; 4 searches for "lamp" where it predicts 0.7 are not."""
 
 
+FREQUENCY_SIGNAL = "events the baseline saw rarely are far more frequent"
 _SIGNALS = {
     "novelty": "structurally new events (conditional novelty {d.conditional_novelty:.2f})",
     "distance": "the window is far from the baseline (NCD {d.ncd:.2f})",
@@ -102,12 +103,15 @@ def describe(event: bytes, width: int = 140, value_width: int = 40) -> str:
 
 
 def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> str:
-    signal = _SIGNALS[detection.strongest_signal].format(
+    surges = surging(baseline, window)[:limit]
+    # A surge of known events is the finding when there is one: the effect sizes, made to see new
+    # structure, then only say that the window differs.
+    signal = FREQUENCY_SIGNAL if surges else _SIGNALS[detection.strongest_signal]
+    signal = signal.format(
         d=detection,
         pct=-100 * detection.compression_ratio_change,
         ent=100 * detection.entropy_change,
     )
-    surges = surging(baseline, window)[:limit]
     text = f"Anomalous window: {signal}, p={detection.p_value:.3f}, {100 * detection.confidence_level:.0f}% confidence"
     if surges:
         frequent = "; ".join(
