@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 
 import driftlock
 from driftlock import DriftlockSpanExporter
+from driftlock.exporter import DriftlockBatchSpanProcessor
 from tests import traffic
 from tests.support import INSTRUMENT, FaultServer, Reply, ServerProcess, clean_env, free_port_url, wait_for
 
@@ -134,6 +135,43 @@ def test_api_down_fails_within_the_deadline_and_counts(caplog: pytest.LogCapture
         (logging.WARNING, "Driftlock exporter shut down: 0 events exported, 6 dropped")
     ]  # the loss is said once more at exit, whatever the once-a-minute limit held back
     assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_spans_the_full_queue_drops_are_counted_at_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK's batch processor drops spans when its queue is full and only logs that; they are
+    events lost all the same, and the shutdown summary says so."""
+    with FaultServer(default=Reply(delay=0.5)) as api:
+        exporter = DriftlockSpanExporter(base_url=api.url, timeout=5.0)
+        processor = DriftlockBatchSpanProcessor(
+            exporter, max_queue_size=8, max_export_batch_size=4, schedule_delay_millis=10
+        )
+        provider = TracerProvider(resource=Resource.create({"service.name": "queue"}))
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("opentelemetry.instrumentation.django")
+
+        def requests(count: int) -> None:
+            attributes = {"http.method": "GET", "http.route": "x/", "http.status_code": 200}
+            for _ in range(count):
+                with tracer.start_as_current_span("GET x/", kind=SpanKind.SERVER, attributes=attributes):
+                    pass
+            with tracer.start_as_current_span("internal work"):  # not an event kind: not counted
+                pass
+
+        requests(4)
+        wait_for(lambda: len(api.seen) == 1, message="the first batch's request")  # now held for 0.5 s
+        requests(40)  # the queue keeps 8 of them
+        with caplog.at_level(logging.INFO, logger="driftlock.exporter"):
+            provider.shutdown()
+    [summary] = [r.getMessage() for r in caplog.records if "shut down" in r.getMessage()]
+    found = re.fullmatch(
+        r"Driftlock exporter shut down: (\d+) events exported, (\d+) dropped "
+        r"\((\d+) never left the span processor's full queue\)",
+        summary,
+    )
+    assert found, summary
+    exported, dropped, in_queue = map(int, found.groups())
+    assert exported + dropped == 44 and dropped == in_queue >= 30  # 8 queue slots, some held by internal spans
+    assert (exported, dropped) == (exporter.exported_events, exporter.dropped_events)
 
 
 def test_after_a_failure_batches_are_dropped_without_a_try_until_the_pause_ends() -> None:

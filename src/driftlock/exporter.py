@@ -19,14 +19,16 @@ the process for a TIMEOUT per batch.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from driftlock.alarms import IncidentTracker, window_for
 from driftlock.anomalies import SpanDetails, dispatch
@@ -38,7 +40,7 @@ from driftlock.exceptions import DriftlockError, DriftlockRateLimitError, Driftl
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-__all__ = ["DriftlockSpanExporter"]
+__all__ = ["DriftlockBatchSpanProcessor", "DriftlockSpanExporter"]
 
 logger = logging.getLogger("driftlock.exporter")
 DROP_LOG_INTERVAL = 60.0
@@ -66,7 +68,8 @@ class DriftlockSpanExporter(SpanExporter):
 
     Attributes:
         exported_events: events the API accepted.
-        dropped_events: events lost to errors, timeouts or shutdown.
+        dropped_events: events lost to errors, timeouts or shutdown; at shutdown, also the spans
+            that never left a :class:`DriftlockBatchSpanProcessor`'s full queue.
     """
 
     def __init__(self, config: Config | None = None, **options: Any) -> None:
@@ -79,6 +82,8 @@ class DriftlockSpanExporter(SpanExporter):
         self._shutdown = threading.Event()
         self.exported_events = 0
         self.dropped_events = 0
+        self.queued_spans: int | None = None  # counted by DriftlockBatchSpanProcessor, when it feeds us
+        self._received_spans = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._failures = 0
         self._paused_until = 0.0
@@ -126,6 +131,11 @@ class DriftlockSpanExporter(SpanExporter):
     # -- SpanExporter -----------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.queued_spans is not None:
+            kinds = self.config.span_kinds
+            received = sum(1 for s in spans if SDK_SPAN_KINDS.get(s.kind.value) in kinds)
+            with self._lock:
+                self._received_spans += received
         if self._shutdown.is_set():
             logger.warning("Driftlock exporter already shut down: %d spans not exported", len(spans))
             return SpanExportResult.FAILURE
@@ -239,13 +249,51 @@ class DriftlockSpanExporter(SpanExporter):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+        queued = self.queued_spans
+        lost_in_queue = max(0, queued - self._received_spans) if queued is not None else 0
+        self.dropped_events += lost_in_queue
         logger.log(
             logging.WARNING if self.dropped_events else logging.INFO,
-            "Driftlock exporter shut down: %d events exported, %d dropped",
+            "Driftlock exporter shut down: %d events exported, %d dropped%s",
             self.exported_events,
             self.dropped_events,
+            f" ({lost_in_queue} never left the span processor's full queue)" if lost_in_queue else "",
         )
+
+    def count_queued(self, span: ReadableSpan) -> None:
+        """A span entered the batch processor's queue (DriftlockBatchSpanProcessor calls this)."""
+        if SDK_SPAN_KINDS.get(span.kind.value) in self.config.span_kinds:
+            with self._lock:
+                self.queued_spans = (self.queued_spans or 0) + 1
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Nothing is buffered here (the span processor holds the queue)."""
         return True
+
+
+class DriftlockBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting the spans it is handed for the exporter.
+
+    When the queue is full the SDK drops spans and only logs it; the exporter compares this count
+    with the spans that reached it, so its shutdown summary counts those losses too.
+    """
+
+    def __init__(self, exporter: DriftlockSpanExporter, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        self._counting = exporter
+        with exporter._lock:
+            exporter.queued_spans = exporter.queued_spans or 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=functools.partial(_forget_parent_queue, weakref.ref(exporter)))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context and span.context.trace_flags.sampled:  # the SDK queues only these
+            self._counting.count_queued(span)
+        super().on_end(span)
+
+
+def _forget_parent_queue(ref: weakref.ref[DriftlockSpanExporter]) -> None:
+    """In a forked child the SDK starts with an empty queue: what was queued is the parent's to send."""
+    exporter = ref()
+    if exporter is not None and exporter.queued_spans is not None:
+        exporter.queued_spans = exporter._received_spans

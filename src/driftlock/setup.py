@@ -9,10 +9,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from driftlock.config import Config
-from driftlock.exporter import DriftlockSpanExporter, live_exporters
+from driftlock.exporter import DriftlockBatchSpanProcessor, DriftlockSpanExporter, live_exporters
 
 __all__ = ["configure", "sdk_disabled"]
 
@@ -65,7 +65,7 @@ def configure(config: Config | None = None, **options: Any) -> DriftlockSpanExpo
         exporter = DriftlockSpanExporter(config)
         if config.async_mode:
             delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MS
-            provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
+            provider.add_span_processor(DriftlockBatchSpanProcessor(exporter, schedule_delay_millis=delay))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         _installed[id(provider)] = exporter
