@@ -156,11 +156,19 @@ _FIELD = {
     "status": re.compile(r'"status":(\d+)'),
     "duration": re.compile(r'"duration":"([^"]+)"'),
     "error": re.compile(r'"error":"([^"…]+)"'),
-    "query": re.compile(r'"query":\{"[^"]+":"([^"]*)'),
+    "query": re.compile(r'"query":\{"[^"]+":"((?:[^"\\]|\\.)*)'),  # a JSON string, escapes and all
 }
 
 
 _COUNTS = re.compile(r"\((\d+) of (\d+) events, (\d+) of (\d+) before\)")
+
+
+def _unescape(text: str) -> str:
+    try:
+        value = json.loads(f'"{text}"')
+    except ValueError:  # cut inside an escape by describe()'s width
+        return text
+    return value if isinstance(value, str) else text
 
 
 def _compact(snippet: str) -> str | None:
@@ -170,7 +178,7 @@ def _compact(snippet: str) -> str | None:
         return None
     words = [found.get("method", ""), found["route"], found.get("status", ""), found.get("duration", "")]
     words += [found["error"]] if "error" in found else []
-    words += [f"q={found['query'][:30]}"] if "query" in found else []
+    words += [f"q={_unescape(found['query'])[:30]}"] if "query" in found else []
     return " ".join(w for w in words if w)
 
 
