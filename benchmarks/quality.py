@@ -13,7 +13,9 @@ in memory. The same spans then become events two ways, side by side:
 Both go through the embedded engine (``DetectionService``, the profile's sizes); the anomalous
 detections become alarms as the exporter raises them (``driftlock.alarms``, CONFIRMATIONS) and are
 scored with ``driftlock.demo.scoring``: episode recall per kind, false alarms per 10,000 normal
-events, and delay in events from an episode's start to its alarm.
+events, and delay in events from an episode's start to its alarm. Then, per seed, ``--quiet`` events
+of ordinary traffic alone: the false alarms of a long quiet run, where none can hide near an episode
+and every event after the first baseline is judged.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
-from driftlock.alarms import raised  # noqa: E402
+from driftlock.alarms import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS, raised  # noqa: E402
 from driftlock.demo import scenarios  # noqa: E402
 from driftlock.demo.runner import _set_fault  # noqa: E402
 from driftlock.demo.scoring import Episode, Score, score  # noqa: E402
@@ -124,7 +126,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--profile", default="balanced", choices=sorted(PROFILES))
-    parser.add_argument("--confirmations", type=int, default=2, help="anomalous detections per alarm (CONFIRMATIONS)")
+    parser.add_argument(
+        "--confirmations",
+        type=int,
+        default=DEFAULT_CONFIRMATIONS,
+        help="anomalous detections per alarm (CONFIRMATIONS)",
+    )
+    parser.add_argument("--alarm-p", type=float, default=ALARM_P_VALUE, help="p-value a confirming detection needs")
+    parser.add_argument(
+        "--quiet", type=int, default=3000, help="events of ordinary traffic alone per seed, for false alarms; 0: none"
+    )
     parser.add_argument("--override", type=json.loads, default={}, help="detection settings, JSON")
     parser.add_argument("--mappings", default="ours,naive", help="comma-separated: ours, naive")
     args = parser.parse_args()
@@ -133,6 +144,7 @@ def main() -> None:
     client, memory = capture()
     scores: dict[str, list[Score]] = {"ours": [], "naive": []}
     seconds = {"ours": 0.0, "naive": 0.0}
+    quiet = {"ours": [0, 0], "naive": [0, 0]}  # alarms, events of ordinary traffic alone
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         phases = scenarios.plan(seed)
         spans = run_plan(client, memory, phases)
@@ -145,16 +157,26 @@ def main() -> None:
                 continue
             alarms, took = detect([mapping(s) for s in spans], {"profile": args.profile, **args.override})
             seconds[name] += took
-            raised_alarms = raised(alarms, confirmations=args.confirmations, window=window)
+            raised_alarms = raised(alarms, confirmations=args.confirmations, window=window, p_value=args.alarm_p)
             scores[name].append(score(episodes, raised_alarms, window=window, normal_events=normal))
+        if args.quiet:
+            quiet_spans = run_plan(client, memory, scenarios.plan(10_000 + seed, warmup=args.quiet, gap=0, kinds=()))
+            for name, mapping in (("ours", ours), ("naive", naive)):
+                if name in args.mappings:
+                    found, _ = detect([mapping(s) for s in quiet_spans], {"profile": args.profile, **args.override})
+                    alarms_quiet = raised(found, confirmations=args.confirmations, window=window, p_value=args.alarm_p)
+                    quiet[name][0] += len(alarms_quiet)
+                    quiet[name][1] += len(quiet_spans)
         line = "; ".join(
             f"{n} {v[-1].found}/{len(episodes)} found, {v[-1].false_alarms} false" for n, v in scores.items() if v
         )
         print(f"seed {seed}: {line}", file=sys.stderr, flush=True)
-    report(scores, seconds, args)
+    report(scores, seconds, quiet, args)
 
 
-def report(scores: dict[str, list[Score]], seconds: dict[str, float], args: argparse.Namespace) -> None:
+def report(
+    scores: dict[str, list[Score]], seconds: dict[str, float], quiet: dict[str, list[int]], args: argparse.Namespace
+) -> None:
     names = [n for n in scores if scores[n]]
 
     def recall(name: str, kind: str) -> str:
@@ -174,7 +196,7 @@ def report(scores: dict[str, list[Score]], seconds: dict[str, float], args: argp
         print(f"{label:34}" + "".join(f"{cell(n):>10}" for n in names))
 
     settings = {"profile": args.profile, **args.override}
-    print(f"\nquality, {settings}, CONFIRMATIONS {args.confirmations}, {args.seeds} seeds "
+    print(f"\nquality, {settings}, CONFIRMATIONS {args.confirmations} at p <= {args.alarm_p}, {args.seeds} seeds "
           f"(each ~2,100 events, 6 episodes)")  # fmt: skip
     row("", lambda n: n)
     for kind in scenarios.KINDS:
@@ -183,6 +205,11 @@ def report(scores: dict[str, list[Score]], seconds: dict[str, float], args: argp
     injected = sum(len(s.episodes) for s in scores[names[0]])
     row(f"episodes found (of {injected})", lambda n: str(total[n]))
     row("false alarms per 10k normal", fa)
+    if args.quiet:
+        row(
+            f"  ordinary traffic alone ({args.quiet}/seed)",
+            lambda n: f"{10_000 * quiet[n][0] / max(1, quiet[n][1]):.1f}",
+        )
     row("median delay (events)", delay)
     row("engine seconds", lambda n: f"{seconds[n]:.1f}")
     if "naive" in total and "ours" in total:

@@ -38,9 +38,17 @@ def test_three_confirmations() -> None:
     assert raised(d([100, 110, 200, 210, 220]), confirmations=3, window=50) == [220]
 
 
+def test_defaults_are_three_confirmations_at_the_alarm_p_value() -> None:
+    assert raised(d([100, 110])) == [] and raised(d([100, 110, 120])) == [120]
+    assert raised(d([100, 110, 120], p=ALARM_P_VALUE * 2)) == []
+    assert raised(d([100, 110, 120], p=ALARM_P_VALUE * 2), p_value=ALARM_P_VALUE * 2) == [120]
+
+
 def test_streaming_matches_batch() -> None:
     tracker = IncidentTracker(confirmations=2, window=30)
-    assert [p for p in (10, 35, 200, 220, 240) if tracker.observe(p)] == raised(d([10, 35, 200, 220, 240]), window=30)
+    assert [p for p in (10, 35, 200, 220, 240) if tracker.observe(p)] == raised(
+        d([10, 35, 200, 220, 240]), confirmations=2, window=30
+    )
 
 
 def test_window_follows_the_detection_settings() -> None:

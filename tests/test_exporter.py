@@ -64,7 +64,7 @@ def test_sdk_spans_arrive_as_events(server: ServerProcess) -> None:
 
 def test_anomalies_reach_log_callback_and_handlers(server: ServerProcess, caplog: pytest.LogCaptureFixture) -> None:
     rng = random.Random(2)
-    bodies = [traffic.normal(rng)["body"] for _ in range(460)] + [traffic.scanner(rng)["body"] for _ in range(20)]
+    bodies = [traffic.normal(rng)["body"] for _ in range(460)] + [traffic.scanner(rng)["body"] for _ in range(30)]
     spans = make_spans(bodies)
     seen: list[tuple[Any, Any]] = []
     handled: list[Any] = []

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from driftlock.alarms import DEFAULT_CONFIRMATIONS
 from driftlock.exceptions import DriftlockConfigurationError
 
 __all__ = ["HOSTED_BASE_URL", "SPAN_KINDS", "Config"]
@@ -49,7 +50,7 @@ class Config:
     enabled: bool = True
     capture_user_id: bool = False
     span_kinds: tuple[str, ...] = ("server", "consumer")
-    confirmations: int = 2
+    confirmations: int = DEFAULT_CONFIRMATIONS
 
     # -- construction -------------------------------------------------------------------------
 

@@ -47,4 +47,4 @@ DRIFTLOCK_SPAN_KINDS = "DRIFTLOCK_SPAN_KINDS"
 """Comma-separated span kinds turned into events (default ``server,consumer``)."""
 
 DRIFTLOCK_CONFIRMATIONS = "DRIFTLOCK_CONFIRMATIONS"
-"""Anomalous detections (p <= 0.02) within one window before handlers are told; ``1``: every anomaly."""
+"""Anomalous detections (p <= 0.01; default 3) within one window before handlers are told; ``1``: every anomaly."""

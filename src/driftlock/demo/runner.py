@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from driftlock.alarms import raised
+from driftlock.alarms import DEFAULT_CONFIRMATIONS, raised
 from driftlock.demo import scenarios
 from driftlock.demo.process import ListeningProcess
 from driftlock.demo.scoring import Episode, Score, score
@@ -33,7 +33,7 @@ from driftlock.demo.scoring import Episode, Score, score
 __all__ = ["DemoResult", "run"]
 
 WINDOW = 50  # the balanced profile's window: how long after an episode an alarm still counts for it
-CONFIRMATIONS = 2  # the exporter's default: anomalous detections within a window before an alarm
+CONFIRMATIONS = DEFAULT_CONFIRMATIONS  # the exporter's: anomalous detections within a window before an alarm
 STREAM = "demo-shop"
 CONCURRENCY = 4
 
