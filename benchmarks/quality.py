@@ -14,8 +14,8 @@ Both go through the embedded engine (``DetectionService``, the profile's sizes);
 detections become alarms as the exporter raises them (``driftlock.alarms``, CONFIRMATIONS) and are
 scored with ``driftlock.demo.scoring``: episode recall per kind, false alarms per 10,000 normal
 events, and delay in events from an episode's start to its alarm. Then, per seed, ``--quiet`` events
-of ordinary traffic alone: the false alarms of a long quiet run, where none can hide near an episode
-and every event after the first baseline is judged.
+of ordinary traffic alone, steady and with a drifting mix: the false alarms of long quiet runs, where
+none can hide near an episode and every event after the first baseline is judged.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import argparse
 import json
 import logging
 import os
+import random
 import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,23 @@ def detect(events: list[dict[str, Any]], override: dict[str, Any]) -> tuple[list
     return alarms, time.perf_counter() - started
 
 
+def quiet_plans(seed: int, events: int) -> list[tuple[str, list[scenarios.Phase]]]:
+    """Ordinary traffic alone: as usual, and with a mix that drifts (browsing gives way to searching,
+    the product and search weights trading places request by request), which is not an incident."""
+    if not events:
+        return []
+    steady = scenarios.plan(10_000 + seed, warmup=events, gap=0, kinds=())
+    shoppers = scenarios.Traffic(random.Random(20_000 + seed))
+    start = dict(shoppers.weights)
+    drifting = []
+    for i in range(events):
+        t = i / events
+        shoppers.weights["product"] = round((1 - t) * start["product"] + t * start["search"])
+        shoppers.weights["search"] = round((1 - t) * start["search"] + t * start["product"])
+        drifting.append(shoppers.request())
+    return [("steady", steady), ("drifting", [scenarios.Phase(None, tuple(drifting))])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -144,7 +163,7 @@ def main() -> None:
     client, memory = capture()
     scores: dict[str, list[Score]] = {"ours": [], "naive": []}
     seconds = {"ours": 0.0, "naive": 0.0}
-    quiet = {"ours": [0, 0], "naive": [0, 0]}  # alarms, events of ordinary traffic alone
+    quiet: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (run, mapping) -> alarms, events
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         phases = scenarios.plan(seed)
         spans = run_plan(client, memory, phases)
@@ -159,14 +178,14 @@ def main() -> None:
             seconds[name] += took
             raised_alarms = raised(alarms, confirmations=args.confirmations, window=window, p_value=args.alarm_p)
             scores[name].append(score(episodes, raised_alarms, window=window, normal_events=normal))
-        if args.quiet:
-            quiet_spans = run_plan(client, memory, scenarios.plan(10_000 + seed, warmup=args.quiet, gap=0, kinds=()))
+        for label, phases in quiet_plans(seed, args.quiet):
+            quiet_spans = run_plan(client, memory, phases)
             for name, mapping in (("ours", ours), ("naive", naive)):
                 if name in args.mappings:
                     found, _ = detect([mapping(s) for s in quiet_spans], {"profile": args.profile, **args.override})
                     alarms_quiet = raised(found, confirmations=args.confirmations, window=window, p_value=args.alarm_p)
-                    quiet[name][0] += len(alarms_quiet)
-                    quiet[name][1] += len(quiet_spans)
+                    quiet[label, name][0] += len(alarms_quiet)
+                    quiet[label, name][1] += len(quiet_spans)
         line = "; ".join(
             f"{n} {v[-1].found}/{len(episodes)} found, {v[-1].false_alarms} false" for n, v in scores.items() if v
         )
@@ -175,7 +194,10 @@ def main() -> None:
 
 
 def report(
-    scores: dict[str, list[Score]], seconds: dict[str, float], quiet: dict[str, list[int]], args: argparse.Namespace
+    scores: dict[str, list[Score]],
+    seconds: dict[str, float],
+    quiet: dict[tuple[str, str], list[int]],
+    args: argparse.Namespace,
 ) -> None:
     names = [n for n in scores if scores[n]]
 
@@ -205,10 +227,10 @@ def report(
     injected = sum(len(s.episodes) for s in scores[names[0]])
     row(f"episodes found (of {injected})", lambda n: str(total[n]))
     row("false alarms per 10k normal", fa)
-    if args.quiet:
+    for label in ("steady", "drifting") if args.quiet else ():
         row(
-            f"  ordinary traffic alone ({args.quiet}/seed)",
-            lambda n: f"{10_000 * quiet[n][0] / max(1, quiet[n][1]):.1f}",
+            f"  quiet runs, {label} mix ({args.quiet}/seed)",
+            lambda n, k=label: f"{10_000 * quiet[k, n][0] / max(1, quiet[k, n][1]):.1f}",  # type: ignore[misc]
         )
     row("median delay (events)", delay)
     row("engine seconds", lambda n: f"{seconds[n]:.1f}")
