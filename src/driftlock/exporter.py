@@ -132,8 +132,7 @@ class DriftlockSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.queued_spans is not None:
-            kinds = self.config.span_kinds
-            received = sum(1 for s in spans if SDK_SPAN_KINDS.get(s.kind.value) in kinds)
+            received = sum(1 for s in spans if self._makes_event(s))
             with self._lock:
                 self._received_spans += received
         if self._shutdown.is_set():
@@ -155,9 +154,8 @@ class DriftlockSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         now = time.monotonic()
         if now < self._paused_until:
-            kinds = config.span_kinds
             self._count_dropped(
-                sum(1 for s in spans if SDK_SPAN_KINDS.get(s.kind.value) in kinds),
+                sum(1 for s in spans if self._makes_event(s)),
                 f"the API failed {self._failures} time(s) in a row; next try in {self._paused_until - now:.0f} s",
             )
             return SpanExportResult.FAILURE
@@ -260,9 +258,13 @@ class DriftlockSpanExporter(SpanExporter):
             f" ({lost_in_queue} never left the span processor's full queue)" if lost_in_queue else "",
         )
 
+    def _makes_event(self, span: ReadableSpan) -> bool:
+        """Whether the span is of a kind this exporter turns into events (SPAN_KINDS)."""
+        return SDK_SPAN_KINDS.get(span.kind.value) in self.config.span_kinds
+
     def count_queued(self, span: ReadableSpan) -> None:
         """A span entered the batch processor's queue (DriftlockBatchSpanProcessor calls this)."""
-        if SDK_SPAN_KINDS.get(span.kind.value) in self.config.span_kinds:
+        if self._makes_event(span):
             with self._lock:
                 self.queued_spans = (self.queued_spans or 0) + 1
 

@@ -246,11 +246,6 @@ def analyse(
     c_w = size(w_bytes)
     c_b = size(b_bytes)
     c_bw = size(b_bytes + w_bytes)
-    # The permutation test's reference is the older half of the baseline; the newer half and the
-    # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
-    reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
-    scores = pool_scores(reference, pool)
-    statistic = sum(scores[-w_size:])
     novelty = max(0.0, (c_bw - c_b) / c_w) if c_w else 0.0
 
     slices = _slices(baseline, w_size, start)
@@ -282,6 +277,11 @@ def analyse(
     total = settings.permutation_count
     count = done = 0
     if decide(0.0):  # otherwise no p-value could make this an anomaly: skip the test
+        # The permutation test's reference is the older half of the baseline; the newer half and the
+        # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
+        reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
+        scores = pool_scores(reference, pool)
+        statistic = sum(scores[-w_size:])
         rng = random.Random(settings.seed)
         floor = min(total, MIN_REPORTED_PERMUTATIONS)
         while done < total:
