@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from driftlock.alarms import DEFAULT_CONFIRMATIONS
 from driftlock.exceptions import DriftlockConfigurationError
 
 __all__ = ["HOSTED_BASE_URL", "SPAN_KINDS", "Config"]
@@ -50,7 +49,8 @@ class Config:
     enabled: bool = True
     capture_user_id: bool = False
     span_kinds: tuple[str, ...] = ("server", "consumer")
-    confirmations: int = DEFAULT_CONFIRMATIONS
+    confirmations: int | None = None
+    embedded_db: str | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ def _fail(key: str, expected: str, value: Any) -> DriftlockConfigurationError:
 
 def _check(key: str, name: str, value: Any) -> Any:
     """Validate one value for field ``name``; ``key`` is how the user spelled it."""
-    if name in ("api_key", "base_url", "stream_id", "celery_stream_id"):
+    if name in ("api_key", "base_url", "stream_id", "celery_stream_id", "embedded_db"):
         if value is not None and not (isinstance(value, str) and value.strip()):
             raise _fail(key, "a non-empty string or None", value)
         if name == "base_url" and value is not None and not value.startswith(("http://", "https://")):
@@ -169,6 +169,8 @@ def _check(key: str, name: str, value: Any) -> Any:
         return float(value)
     if name in ("max_retries", "max_batch_size", "confirmations"):
         low = 0 if name == "max_retries" else 1
+        if name == "confirmations" and value is None:
+            return None
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _fail(key, f"an integer >= {low}", value)
         return value

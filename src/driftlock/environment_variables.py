@@ -47,4 +47,9 @@ DRIFTLOCK_SPAN_KINDS = "DRIFTLOCK_SPAN_KINDS"
 """Comma-separated span kinds turned into events (default ``server,consumer``)."""
 
 DRIFTLOCK_CONFIRMATIONS = "DRIFTLOCK_CONFIRMATIONS"
-"""Anomalous detections (p <= 0.01; default 3) within one window before handlers are told; ``1``: every anomaly."""
+"""Anomalous detections (p <= 0.01) within one window that open an incident; default: the detection
+service's rule (3); ``1``: every anomaly."""
+
+DRIFTLOCK_EMBEDDED_DB = "DRIFTLOCK_EMBEDDED_DB"
+"""SQLite file the embedded engine keeps its streams in, shared by every process on the machine
+(default: ``driftlock/embedded.sqlite3`` in the user's cache directory); ``:memory:``: this process only."""

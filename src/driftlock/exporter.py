@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from driftlock.alarms import IncidentTracker, window_for
+from driftlock.alarms import DEFAULT_CONFIRMATIONS, IncidentTracker, window_for
 from driftlock.anomalies import SpanDetails, dispatch
 from driftlock.client import DriftlockSyncClient
 from driftlock.config import Config
@@ -206,8 +206,9 @@ class DriftlockSpanExporter(SpanExporter):
     def _stream(self, stream_id: str, config: Config) -> tuple[IncidentTracker, int]:
         """This stream's incident tracker and the events sent to it so far (under ``_streams_lock``)."""
         found = self._streams.pop(stream_id, None)  # re-inserted last: the dict keeps recency order
-        if found is None or found[0].confirmations != config.confirmations:
-            found = (IncidentTracker(config.confirmations, window_for(config.config_override)), 0)
+        confirmations = config.confirmations or DEFAULT_CONFIRMATIONS
+        if found is None or found[0].confirmations != confirmations:
+            found = (IncidentTracker(confirmations, window_for(config.config_override)), 0)
             if len(self._streams) >= MAX_TRACKED_STREAMS:
                 self._streams.pop(next(iter(self._streams)))
         self._streams[stream_id] = found
