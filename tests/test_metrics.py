@@ -50,6 +50,19 @@ def test_counters_histogram_and_incidents() -> None:
     assert {name for key in seen for name, _ in key[1]} <= {"le"}
 
 
+def test_counters_can_come_from_the_services_totals() -> None:
+    totals = {"events": 10, "anomalies": 1, "detect_calls": 2, "incidents_opened": 1, "incidents_resolved": 0}
+    metrics = Metrics(lambda: totals, process=False)
+    metrics.observe_detect(0.01, events=999, anomalies=999)  # the histogram only: totals are the service's
+    metrics.on_incident("opened", {"id": "a"})
+    seen = samples(metrics)
+    assert seen[("driftlock_events_processed_total", ())] == 10
+    assert seen[("driftlock_incidents_opened_total", ())] == 1
+    assert seen[("driftlock_detection_seconds_count", ())] == 1
+    totals["events"] = 11
+    assert samples(metrics)[("driftlock_events_processed_total", ())] == 11
+
+
 def test_each_app_owns_its_registry_and_gauges_are_read_at_scrape_time() -> None:
     first, second = Metrics(process=False), Metrics(process=False)
     first.observe_detect(0.01, events=5, anomalies=0)

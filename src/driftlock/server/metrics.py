@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
+__all__ = ["COUNTERS", "LATENCY_BUCKETS", "Metrics"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds; the detection-latency histogram's upper bounds (``+Inf`` is added)."""
@@ -66,25 +66,49 @@ class _GaugeCollector:
         yield family
 
 
-class Metrics:
-    """The app's counters and histogram, in a registry of its own; ``render()`` gives the exposition.
+COUNTERS = (
+    ("events", "driftlock_events_processed", "Events received for detection."),
+    ("anomalies", "driftlock_anomalies_detected", "Anomalies found."),
+    ("detect_calls", "driftlock_detect_requests", "Detect calls answered (API and OTLP)."),
+    ("incidents_opened", "driftlock_incidents_opened", "Incidents opened."),
+    ("incidents_resolved", "driftlock_incidents_resolved", "Incidents resolved."),
+)
+"""(key in the totals, metric name without ``_total``, help)."""
 
-    The HTTP layer calls :meth:`observe_detect` once per detect call (API or OTLP); :meth:`on_incident` is a
-    detection-service listener (``service.add_listener(metrics.on_incident)``).
+
+class _TotalsCollector:
+    def __init__(self, totals: Callable[[], Mapping[str, int]]) -> None:
+        self._totals = totals
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        totals = self._totals()
+        for key, name, doc in COUNTERS:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], totals.get(key, 0))
+            yield family
+
+
+class Metrics:
+    """The app's metrics, in a registry of its own; ``render()`` gives the exposition.
+
+    The counters of :data:`COUNTERS` are read at scrape time from ``totals`` (the detection service's own
+    ``service.totals``, the one source of truth) when given; without it they count what :meth:`observe_detect`
+    and :meth:`on_incident` (a detection-service listener) are told. The detection-latency histogram is fed by
+    :meth:`observe_detect`, which the HTTP layer calls once per detect call (API and OTLP).
     """
 
-    def __init__(self, *, process: bool = True) -> None:
+    def __init__(self, totals: Callable[[], Mapping[str, int]] | None = None, *, process: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.events = Counter("driftlock_events_processed", "Events received for detection.", registry=self.registry)
-        self.anomalies = Counter("driftlock_anomalies_detected", "Anomalies found.", registry=self.registry)
-        self.detect_requests = Counter(
-            "driftlock_detect_requests", "Detect calls answered (API and OTLP).", registry=self.registry
-        )
+        self._lock = threading.Lock()
+        self._counts = {key: 0 for key, _, _ in COUNTERS}
+        self._own_totals = totals is None
+        self.registry.register(_TotalsCollector(totals or self._snapshot))
         self.detect_errors = Counter(
             "driftlock_detect_errors", "Detect calls refused with an API error.", registry=self.registry
         )
-        self.incidents_opened = Counter("driftlock_incidents_opened", "Incidents opened.", registry=self.registry)
-        self.incidents_resolved = Counter("driftlock_incidents_resolved", "Incidents resolved.", registry=self.registry)
         self.detection_seconds = Histogram(
             "driftlock_detection_seconds",
             "Time to answer one detect call, seconds.",
@@ -96,35 +120,39 @@ class Metrics:
         )
         if process:
             ProcessCollector(registry=self.registry)
-        self._lock = threading.Lock()
-        self._notifiers: list[object] = []
+        self._notifier = False
 
-    def observe_detect(self, seconds: float, *, events: int, anomalies: int) -> None:
-        self.detect_requests.inc()
+    def _snapshot(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def _add(self, key: str, n: int) -> None:
+        if self._own_totals and n:
+            with self._lock:
+                self._counts[key] += n
+
+    def observe_detect(self, seconds: float, *, events: int = 0, anomalies: int = 0) -> None:
+        """One detect call answered in ``seconds``."""
         self.detection_seconds.observe(seconds)
-        if events:
-            self.events.inc(events)
-        if anomalies:
-            self.anomalies.inc(anomalies)
+        self._add("detect_calls", 1)
+        self._add("events", events)
+        self._add("anomalies", anomalies)
 
     def observe_error(self) -> None:
         self.detect_errors.inc()
 
     def on_incident(self, kind: str, incident: Mapping[str, Any]) -> None:
-        """A detection-service listener: counts incidents opened and resolved."""
-        if kind == "opened":
-            self.incidents_opened.inc()
-        elif kind == "resolved":
-            self.incidents_resolved.inc()
+        """A detection-service listener: counts incidents opened and resolved (without a ``totals`` source)."""
+        if kind in ("opened", "resolved"):
+            self._add(f"incidents_{kind}", 1)
 
     def add_notifier(self, stats: NotifierStats) -> None:
         """Expose a notifier's counters (``Notifier.stats``); at most one notifier per registry."""
         with self._lock:
-            if self._notifiers:
+            if self._notifier:
                 raise ValueError("a notifier is already registered with these metrics")
-            collector = _NotifierCollector(stats)
-            self._notifiers.append(collector)
-            self.registry.register(collector)
+            self._notifier = True
+        self.registry.register(_NotifierCollector(stats))
 
     def add_gauge(self, name: str, documentation: str, value: Callable[[], float]) -> None:
         """An aggregate gauge read at scrape time (e.g. the number of streams, open incidents)."""
