@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from driftlock.server.console import console_routes
-from tests.support import wait_for
+from tests import traffic
+from tests.support import ServerProcess, running_server, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "console-test-key"
@@ -425,4 +426,116 @@ def test_console_in_chromium(console: ThreadedConsole, fake: FakeDetectionServic
     assert browser.find_elements(By.CSS_SELECTOR, "tr.incident-row") == []
     browser.get(console.url + "/incidents?status=resolved")
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.incident-row")) == 1
-    _ = time
+
+
+# -- against a real `driftlock serve` fed a seeded scenario --------------------------------------------------------
+
+
+def probe(rng: random.Random) -> dict[str, Any]:
+    """A scanner's login probe: seen now and then in ordinary traffic, in a burst during the scenario."""
+    event = traffic.scanner(rng)
+    event["body"]["route"] = "/wp-login.php"
+    return event
+
+
+def seed_scenario(server: ServerProcess, stream_id: str = "shop", headers: Mapping[str, str] | None = None) -> str:
+    """Ordinary traffic (with four stray probes), then a burst of login probes: one incident opens. Its id."""
+    rng = random.Random(1)
+    baseline = [traffic.normal(rng) for _ in range(460)]
+    for i in (50, 150, 300, 420):
+        baseline[i] = probe(rng)
+    batches = [baseline] + [
+        [traffic.normal(rng) for _ in range(25)] + [probe(rng) for _ in range(25)] for _ in range(4)
+    ]
+    for batch in batches:
+        response = server.post("/v1/detect", json={"stream_id": stream_id, "events": batch}, headers=headers)
+        assert response.status_code == 200, response.text
+    listed = server.get("/v1/incidents", params={"stream_id": stream_id}, headers=headers).json()
+    assert listed["total"] == 1, listed
+    return str(listed["incidents"][0]["id"])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServerProcess]:
+    with running_server(tmp_path / "driftlock.sqlite3", "--api-key", KEY) as server:
+        yield server
+
+
+def test_console_in_chromium_against_driftlock_serve(served: ServerProcess, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    api = {"X-Api-Key": KEY}
+    incident_id = seed_scenario(served, headers=api)
+    incident = served.get(f"/v1/incidents/{incident_id}", headers=api).json()
+    assert incident["status"] == "open" and incident["explanation"]["surges"]
+
+    # without the key: every page and action is refused, and the API still says "open"
+    with httpx.Client(base_url=served.url, timeout=10) as anonymous:
+        for path in ("/", "/incidents", f"/incidents/{incident_id}", "/streams/shop", "/incidents?status=open"):
+            response = anonymous.get(path)
+            assert response.status_code == 303 and response.headers["location"].startswith("/sign-in"), path
+        for path, data in (
+            (f"/incidents/{incident_id}/feedback", {"feedback_type": "false_positive"}),
+            (f"/incidents/{incident_id}/resolve", {}),
+            ("/mute", {"stream_id": "shop", "minutes": "60"}),
+        ):
+            assert anonymous.post(path, data=data).status_code == 403, path
+        assert anonymous.post("/sign-in", data={"api_key": "guess", "next": "/"}).status_code == 401
+    assert served.get(f"/v1/incidents/{incident_id}", headers=api).json()["status"] == "open"
+    assert served.get("/v1/streams/shop", headers=api).json()["muted_until"] is None
+
+    def find(css: str) -> Any:
+        return browser.find_element(By.CSS_SELECTOR, css)
+
+    def plots_ready() -> Any:
+        return browser.execute_script("return document.documentElement.dataset.plotsReady")
+
+    browser.get(served.url + f"/incidents/{incident_id}")
+    wait_for(lambda: "/sign-in" in browser.current_url, message="the sign-in page")
+    find("#api_key").send_keys(KEY)
+    find("#sign-in").click()
+    wait_for(lambda: browser.current_url.endswith(f"/incidents/{incident_id}"), message="back to the incident")
+
+    browser.get(served.url + "/")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.stream-row")
+    assert [r.get_attribute("data-stream-id") for r in rows] == ["shop"]
+    assert "ready" in rows[0].text and "balanced" in rows[0].text
+    wait_for(plots_ready, message="the sparklines")
+
+    find("tr.stream-row a").click()
+    wait_for(lambda: browser.current_url.endswith("/streams/shop"), message="the stream page")
+    wait_for(plots_ready, message="the timeline")
+    for plot in ("#timeline-events", "#timeline-score"):
+        canvas = find(f"{plot} canvas")
+        assert canvas.size["width"] > 300 and canvas.size["height"] > 100
+        assert find(f"{plot} .uplot").get_attribute("data-incidents-drawn") == "1"
+    red, green, blue, alpha = band_pixel(browser, "score")
+    assert alpha > 0 and red > green and red > blue, (red, green, blue, alpha)
+    anomalies_plotted = browser.execute_script(
+        "return window.driftlockPlots.score.data[2].filter(v => v !== null).length"
+    )
+    assert anomalies_plotted >= 3
+    assert browser_errors(browser) == []
+
+    find("#timeline-incidents a").click()
+    wait_for(lambda: browser.current_url.endswith(f"/incidents/{incident_id}"), message="the incident page")
+    surge = incident["explanation"]["surges"][0]
+    row = browser.find_elements(By.CSS_SELECTOR, "#surges tr.surge")[0]
+    assert "GET /wp-login.php 404" in row.text
+    assert row.find_element(By.CSS_SELECTOR, ".window-count").text == f"{surge['count']} of {surge['window']}"
+    assert row.find_element(By.CSS_SELECTOR, ".baseline-count").text == (
+        f"{surge['baseline_count']} of {surge['baseline']}"
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#anomalies tbody tr")) == len(incident["anomalies"])
+    assert "open" in find("#incident-status").text
+    shot = ROOT / "docs" / "console-incident.png"
+    shot.parent.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shot))
+
+    find("#feedback-false_positive").click()
+    wait_for(lambda: browser.find_elements(By.ID, "flash"), message="the feedback flash")
+    after = served.get(f"/v1/incidents/{incident_id}", headers=api).json()
+    assert after["status"] == "resolved"
+    assert [f["feedback_type"] for f in after["feedback"]] == ["false_positive"]
+    assert "resolved" in find("#incident-status").text
+    assert browser_errors(browser) == []

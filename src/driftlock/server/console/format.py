@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ago", "epoch", "event_json", "event_summary", "number", "when"]
+__all__ = ["ago", "clause", "epoch", "event_json", "event_summary", "headline", "number", "when"]
 
 
 def parse_iso(value: str | None) -> datetime | None:
@@ -75,4 +75,25 @@ def event_summary(event: Any) -> str:
 
 def event_json(event: Any, limit: int = 600) -> str:
     text = json.dumps(event_body(event), sort_keys=True, separators=(", ", ": "), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clause(text: Any) -> str:
+    """The first clause of an explanation ("Anomalous window: ..., p=0.000, 100% confidence"), without its prefix."""
+    first = str(text or "").split("; ")[0].removeprefix("Anomalous window: ").strip()
+    return first[:1].upper() + first[1:]
+
+
+def headline(incident: Mapping[str, Any], limit: int = 90) -> str:
+    """A title for an incident: what surged, else what was least like the baseline, else its summary."""
+    explanation = incident.get("explanation") or {}
+    for key, label in (("surges", "Surge of"), ("least_like", "Unlike the baseline:")):
+        items = explanation.get(key) or []
+        if items:
+            text = f"{label} {event_summary(items[0].get('event'))}"
+            if len(items) > 1:
+                text += f" and {len(items) - 1} more"
+            break
+    else:
+        text = clause(explanation.get("summary")) or "Incident"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -85,7 +85,13 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        ago=fmt.ago, when=fmt.when, number=fmt.number, event_summary=fmt.event_summary, event_json=fmt.event_json
+        ago=fmt.ago,
+        when=fmt.when,
+        headline=fmt.headline,
+        clause=fmt.clause,
+        number=fmt.number,
+        event_summary=fmt.event_summary,
+        event_json=fmt.event_json,
     )
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["path"] = lambda value: quote(str(value), safe="/")
