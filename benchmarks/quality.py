@@ -54,9 +54,9 @@ from driftlock.alarms import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS, raised  # noq
 from driftlock.demo import scenarios  # noqa: E402
 from driftlock.demo.runner import _set_fault  # noqa: E402
 from driftlock.demo.scoring import Episode, Score, score  # noqa: E402
-from driftlock.engine import DetectionService  # noqa: E402
 from driftlock.engine.settings import PROFILES  # noqa: E402
 from driftlock.events import record_from_sdk_span, span_to_event  # noqa: E402
+from driftlock.service import DetectionService  # noqa: E402
 
 Mapping = Callable[[ReadableSpan], dict[str, Any]]
 

@@ -104,7 +104,7 @@ def test_the_table_names_surging_events_with_their_counts_then_the_least_usual()
     probe = {**page, "route": "search/", "query": {"q": '" OR ""="'}}  # quotes survive the JSON
     baseline = [event_bytes({"type": "trace", "body": page})] * 399 + [event_bytes({"type": "trace", "body": login})]
     window = [event_bytes({"type": "trace", "body": b}) for b in [page] * 30 + [login] * 19 + [probe]]
-    why = explain(analyse(baseline, window, resolve_settings(None)), baseline, window)
+    why = explain(analyse(baseline, window, resolve_settings(None)), baseline, window).why()
     named = unusual(why)
     assert named[:2] == ["POST login/ 401 <10ms: 19 of 50, was 1 of 400", 'GET search/ 200 <10ms q=" OR ""="'], why
 
