@@ -74,17 +74,19 @@ COUNTERS = (
     ("incidents_resolved", "driftlock_incidents_resolved", "Incidents resolved."),
 )
 """(key in the totals, metric name without ``_total``, help)."""
+SERVICE_TOTALS = frozenset({"events", "anomalies", "detect_calls"})
+"""The keys read from the service's ``totals``; incidents are counted here, by :meth:`Metrics.on_incident`."""
 
 
 class _TotalsCollector:
-    def __init__(self, totals: Callable[[], Mapping[str, int]]) -> None:
-        self._totals = totals
+    def __init__(self, totals: Callable[[], Mapping[str, int]], own: Callable[[], Mapping[str, int]]) -> None:
+        self._totals, self._own = totals, own
 
     def describe(self) -> list[Any]:
         return []
 
     def collect(self) -> Iterator[Any]:
-        totals = self._totals()
+        totals = {**self._own(), **{k: v for k, v in self._totals().items() if k in SERVICE_TOTALS}}
         for key, name, doc in COUNTERS:
             family = CounterMetricFamily(name, doc)
             family.add_metric([], totals.get(key, 0))
@@ -94,9 +96,10 @@ class _TotalsCollector:
 class Metrics:
     """The app's metrics, in a registry of its own; ``render()`` gives the exposition.
 
-    The counters of :data:`COUNTERS` are read at scrape time from ``totals`` (the detection service's own
+    Events, anomalies and detect calls are read at scrape time from ``totals`` (the detection service's own
     ``service.totals``, the one source of truth) when given; without it they count what :meth:`observe_detect`
-    and :meth:`on_incident` (a detection-service listener) are told. The detection-latency histogram is fed by
+    is told. Incidents opened and resolved are counted by :meth:`on_incident`, a detection-service listener
+    (``service.add_listener(metrics.on_incident)``). The detection-latency histogram is fed by
     :meth:`observe_detect`, which the HTTP layer calls once per detect call (API and OTLP).
     """
 
@@ -105,7 +108,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts = {key: 0 for key, _, _ in COUNTERS}
         self._own_totals = totals is None
-        self.registry.register(_TotalsCollector(totals or self._snapshot))
+        self.registry.register(_TotalsCollector(totals or self._snapshot, self._snapshot))
         self.detect_errors = Counter(
             "driftlock_detect_errors", "Detect calls refused with an API error.", registry=self.registry
         )
@@ -127,7 +130,7 @@ class Metrics:
             return dict(self._counts)
 
     def _add(self, key: str, n: int) -> None:
-        if self._own_totals and n:
+        if (self._own_totals or key not in SERVICE_TOTALS) and n:
             with self._lock:
                 self._counts[key] += n
 
@@ -142,7 +145,7 @@ class Metrics:
         self.detect_errors.inc()
 
     def on_incident(self, kind: str, incident: Mapping[str, Any]) -> None:
-        """A detection-service listener: counts incidents opened and resolved (without a ``totals`` source)."""
+        """A detection-service listener: counts incidents opened and resolved."""
         if kind in ("opened", "resolved"):
             self._add(f"incidents_{kind}", 1)
 
