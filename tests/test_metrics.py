@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftlock.server.metrics import LATENCY_BUCKETS, Metrics
+from tests import traffic
+from tests.support import running_server
 
 
 def families(metrics: Metrics) -> dict[str, object]:
@@ -51,10 +55,10 @@ def test_counters_histogram_and_incidents() -> None:
 
 
 def test_counters_can_come_from_the_services_totals() -> None:
-    totals = {"events": 10, "anomalies": 1, "detect_calls": 2, "incidents_opened": 1, "incidents_resolved": 0}
+    totals = {"events": 10, "anomalies": 1, "detect_calls": 2, "incidents_opened": 7}
     metrics = Metrics(lambda: totals, process=False)
     metrics.observe_detect(0.01, events=999, anomalies=999)  # the histogram only: totals are the service's
-    metrics.on_incident("opened", {"id": "a"})
+    metrics.on_incident("opened", {"id": "a"})  # incidents are the listener's
     seen = samples(metrics)
     assert seen[("driftlock_events_processed_total", ())] == 10
     assert seen[("driftlock_incidents_opened_total", ())] == 1
@@ -84,3 +88,26 @@ def test_each_app_owns_its_registry_and_gauges_are_read_at_scrape_time() -> None
     assert seen[("driftlock_notification_retries_total", ())] == 2
     assert seen[("driftlock_notifications_dropped_total", ())] == 3
     assert seen[("driftlock_notifications_queued", ())] == 4
+
+
+def test_driftlock_serve_metrics_are_aggregate(tmp_path: Path) -> None:
+    with running_server(tmp_path / "db.sqlite3") as server:
+        for stream in ("metrics-a", "metrics-b", "metrics-c"):
+            response = server.post("/v1/detect", json={"stream_id": stream, "events": traffic.events(30)})
+            assert response.status_code == 200
+        response = server.get("/metrics")
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=")
+        text = response.text
+        assert "metrics-a" not in text and "stream_id" not in text
+        seen = {
+            s.name: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if not s.labels or s.labels == {"le": "+Inf"}
+        }
+        assert seen["driftlock_events_processed_total"] == 90
+        assert seen["driftlock_detect_requests_total"] == 3
+        assert seen["driftlock_detection_seconds_count"] == 3
+        assert seen["driftlock_detection_seconds_bucket"] == 3
+        assert "driftlock_notifications_sent_total" not in seen  # no --notify: no notifier
+        assert seen["process_resident_memory_bytes"] > 0 and seen["process_open_fds"] > 0

@@ -5,18 +5,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier, is_slack, verify
-from tests.support import free_port_url, wait_for
+from tests import traffic
+from tests.support import ServerProcess, clean_env, free_port_url, running_server, wait_for
+from tests.test_console import seed_scenario
 
 SECRET = b"webhook-test-secret"
 
@@ -247,3 +251,83 @@ def test_bad_urls_are_refused_at_startup() -> None:
         Notifier(["ftp://example.com/hook"], SECRET)
     with pytest.raises(ValueError, match="http:// or https://"):
         Notifier(["not a url"], SECRET)
+
+
+# -- through a real `driftlock serve` ------------------------------------------------------------------------------
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_driftlock_serve_notifies_once_per_incident_opened_and_resolved(tmp_path: Path) -> None:
+    with Receiver() as flag, Receiver() as env_hook:
+        env = clean_env(DRIFTLOCK_SERVE_WEBHOOK_SECRET=SECRET.decode(), DRIFTLOCK_SERVE_WEBHOOKS=env_hook.url)
+        with running_server(tmp_path / "db.sqlite3", "--notify", flag.url, env=env) as server:
+            incident_id = seed_scenario(server)
+            wait_for(lambda: len(flag.received) == 1 and len(env_hook.received) == 1, message="the opened notices")
+            opened = flag.received[0]
+            assert opened.json["type"] == "incident.opened" and opened.json["incident"]["id"] == incident_id
+            assert opened.json["incident"]["explanation"]["surges"][0]["count"] > 0
+            assert opened.json["url"] == f"{server.url}/incidents/{incident_id}"
+            signature = opened.headers["x-driftlock-signature"]
+            assert verify(SECRET, opened.headers["x-driftlock-timestamp"], opened.body, signature)
+            assert server.post(f"/v1/incidents/{incident_id}/resolve").status_code == 200
+            wait_for(lambda: len(flag.received) == 2 and len(env_hook.received) == 2, message="the resolved notices")
+            resolved = flag.received[1]
+            assert resolved.json["type"] == "incident.resolved" and resolved.json["incident"]["status"] == "resolved"
+            assert verify(
+                SECRET,
+                resolved.headers["x-driftlock-timestamp"],
+                resolved.body,
+                resolved.headers["x-driftlock-signature"],
+            )
+            assert [r.json["type"] for r in env_hook.received] == ["incident.opened", "incident.resolved"]
+            # nothing else is on its way: every notification was sent, none is queued
+            assert metric(server, "driftlock_notifications_sent_total") == 4
+            assert metric(server, "driftlock_notifications_queued") == 0
+            assert metric(server, "driftlock_incidents_opened_total") == 1
+            assert metric(server, "driftlock_incidents_resolved_total") == 1
+    assert len(flag.received) == 2 and len(env_hook.received) == 2
+
+
+def test_driftlock_serve_retries_a_notification_after_a_500(tmp_path: Path) -> None:
+    with Receiver(500) as receiver:
+        env = clean_env(DRIFTLOCK_SERVE_WEBHOOK_SECRET=SECRET.decode())
+        with running_server(tmp_path / "db.sqlite3", "--notify", receiver.url, env=env) as server:
+            seed_scenario(server)
+            wait_for(lambda: len(receiver.received) == 2, timeout=20, message="the retry")
+            first, second = receiver.received
+            assert first.headers["x-driftlock-delivery"] == second.headers["x-driftlock-delivery"]
+            assert verify(
+                SECRET, second.headers["x-driftlock-timestamp"], second.body, second.headers["x-driftlock-signature"]
+            )
+            wait_for(lambda: metric(server, "driftlock_notifications_sent_total") == 1, message="the delivery counted")
+            assert metric(server, "driftlock_notification_retries_total") == 1
+            assert metric(server, "driftlock_notifications_failed_total") == 0
+
+
+def test_driftlock_serve_detects_while_the_receiver_hangs(tmp_path: Path) -> None:
+    with Receiver("hang") as receiver:
+        with running_server(tmp_path / "db.sqlite3", "--notify", receiver.url) as server:
+            incident_id = seed_scenario(server)
+            wait_for(lambda: len(receiver.received) == 1, message="the notice to reach the hanging receiver")
+            rng = random.Random(7)
+            for _ in range(3):  # detection and the API answer as usual while the delivery hangs
+                started = time.monotonic()
+                response = server.post(
+                    "/v1/detect", json={"stream_id": "other", "events": traffic.events(50, rng.randrange(1000))}
+                )
+                assert response.status_code == 200 and time.monotonic() - started < 5
+            started = time.monotonic()
+            assert server.post(f"/v1/incidents/{incident_id}/resolve").status_code == 200
+            assert time.monotonic() - started < 5
+            assert not receiver.gate.is_set() and len(receiver.received) == 1
+            assert metric(server, "driftlock_notifications_sent_total") == 0
+            assert metric(server, "driftlock_notifications_queued") == 1  # "resolved" waits behind "opened"
+            receiver.gate.set()
+            wait_for(lambda: len(receiver.received) == 2, message="the queued notice after the hang")
+            assert [r.json["type"] for r in receiver.received] == ["incident.opened", "incident.resolved"]
