@@ -333,9 +333,8 @@ def test_console_in_chromium_against_driftlock_serve(served: ServerProcess, brow
     shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#anomalies .trace-id")]
     assert shown == trace_ids
     assert "open" in find("#incident-status").text
-    shot = ROOT / "docs" / "console-incident.png"
-    shot.parent.mkdir(exist_ok=True)
-    browser.save_screenshot(str(shot))
+    (ROOT / "docs").mkdir(exist_ok=True)
+    browser.save_screenshot(str(ROOT / "docs" / "console-incident.png"))  # the README's picture
 
     find("#feedback-false_positive").click()
     wait_for(lambda: browser.find_elements(By.ID, "flash"), message="the feedback flash")

@@ -31,7 +31,6 @@ def test_counters_histogram_and_incidents() -> None:
     metrics = Metrics()
     metrics.observe_detect(0.003, events=480, anomalies=2)
     metrics.observe_detect(0.2, events=20, anomalies=0)
-    metrics.observe_error()
     metrics.on_incident("opened", {"id": "a"})
     metrics.on_incident("opened", {"id": "b"})
     metrics.on_incident("resolved", {"id": "a"})
@@ -40,7 +39,6 @@ def test_counters_histogram_and_incidents() -> None:
     assert seen[("driftlock_events_processed_total", ())] == 500
     assert seen[("driftlock_anomalies_detected_total", ())] == 2
     assert seen[("driftlock_detect_requests_total", ())] == 2
-    assert seen[("driftlock_detect_errors_total", ())] == 1
     assert seen[("driftlock_incidents_opened_total", ())] == 2
     assert seen[("driftlock_incidents_resolved_total", ())] == 1
     assert seen[("driftlock_detection_seconds_count", ())] == 2

@@ -109,9 +109,6 @@ class Metrics:
         self._counts = {key: 0 for key, _, _ in COUNTERS}
         self._own_totals = totals is None
         self.registry.register(_TotalsCollector(totals or self._snapshot, self._snapshot))
-        self.detect_errors = Counter(
-            "driftlock_detect_errors", "Detect calls refused with an API error.", registry=self.registry
-        )
         self.detection_seconds = Histogram(
             "driftlock_detection_seconds",
             "Time to answer one detect call, seconds.",
@@ -140,9 +137,6 @@ class Metrics:
         self._add("detect_calls", 1)
         self._add("events", events)
         self._add("anomalies", anomalies)
-
-    def observe_error(self) -> None:
-        self.detect_errors.inc()
 
     def on_incident(self, kind: str, incident: Mapping[str, Any]) -> None:
         """A detection-service listener: counts incidents opened and resolved."""
