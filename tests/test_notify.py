@@ -331,3 +331,10 @@ def test_driftlock_serve_detects_while_the_receiver_hangs(tmp_path: Path) -> Non
             receiver.gate.set()
             wait_for(lambda: len(receiver.received) == 2, message="the queued notice after the hang")
             assert [r.json["type"] for r in receiver.received] == ["incident.opened", "incident.resolved"]
+
+
+def test_driftlock_serve_refuses_a_bad_webhook_url(capsys: pytest.CaptureFixture[str]) -> None:
+    from driftlock.cli import main
+
+    assert main(["serve", "--port", "0", "--db", ":memory:", "--notify", "ftp://example.com/hook"]) == 2
+    assert "webhook URL must be http:// or https://" in capsys.readouterr().err
