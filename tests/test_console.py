@@ -271,6 +271,10 @@ def test_console_in_chromium_against_driftlock_serve(served: ServerProcess, brow
     assert incident["status"] == "open" and incident["explanation"]["surges"]
     trace_ids = [a["trace_id"] for a in incident["anomalies"]]
     assert all(trace_ids), trace_ids
+    calibrating = served.post(
+        "/v1/detect", json={"stream_id": "billing/worker", "events": traffic.events(120)}, headers=API
+    )
+    assert calibrating.status_code == 200 and calibrating.json()["detection_ready"] is False
 
     # without the key: every page and action is refused, and the API still says "open"
     with httpx.Client(base_url=served.url, timeout=10) as anonymous:
@@ -300,12 +304,22 @@ def test_console_in_chromium_against_driftlock_serve(served: ServerProcess, brow
     wait_for(lambda: browser.current_url.endswith(f"/incidents/{incident_id}"), message="back to the incident")
 
     browser.get(served.url + "/")
-    rows = browser.find_elements(By.CSS_SELECTOR, "tr.stream-row")
-    assert [r.get_attribute("data-stream-id") for r in rows] == ["shop"]
-    assert "ready" in rows[0].text and "balanced" in rows[0].text
+    rows = {r.get_attribute("data-stream-id"): r for r in browser.find_elements(By.CSS_SELECTOR, "tr.stream-row")}
+    assert set(rows) == {"shop", "billing/worker"}
+    assert "ready" in rows["shop"].text and "balanced" in rows["shop"].text
+    assert (
+        "calibrating" in rows["billing/worker"].text
+        and "more events to the first detection" in rows["billing/worker"].text
+    )
     wait_for(plots_ready, message="the sparklines")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.stream-row .spark canvas")) == 2
 
-    find("tr.stream-row a").click()
+    rows["billing/worker"].find_element(By.CSS_SELECTOR, "a").click()
+    wait_for(lambda: browser.current_url.endswith("/streams/billing/worker"), message="a stream id with a slash")
+    assert find("#stream-title").text == "billing/worker"
+    browser.back()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "tr.stream-row[data-stream-id=shop] a"), message="back")
+    find("tr.stream-row[data-stream-id=shop] a").click()
     wait_for(lambda: browser.current_url.endswith("/streams/shop"), message="the stream page")
     wait_for(plots_ready, message="the timeline")
     for plot in ("#timeline-events", "#timeline-score"):
