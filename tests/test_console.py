@@ -141,6 +141,10 @@ def test_without_the_key_every_page_and_action_is_refused(served: ServerProcess)
             assert response.status_code == 403 and "Sign in first" in response.text, path
         wrong = anonymous.post("/sign-in", data={"api_key": "not-the-key", "next": "/"})
         assert wrong.status_code == 401 and "not accepted" in wrong.text and not wrong.cookies
+        huge = anonymous.post("/sign-in", data={"api_key": "x" * 100_000})
+        assert huge.status_code == 413  # sign-in reads a bounded body
+        multipart = anonymous.post("/sign-in", files={"api_key": ("k", b"x")})
+        assert multipart.status_code == 415
     forged = "1700000000.00000000000000000000000000000000.0000000000000000." + "0" * 64
     with httpx.Client(base_url=served.url, timeout=30, cookies={"driftlock_console": forged}) as client:
         assert client.get("/").status_code == 303

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from driftlock.server.console.auth import (
     loopback_host,
     same_origin,
 )
+from driftlock.server.metrics import Metrics
 
 __all__ = ["ConsoleService", "console_routes"]
 
@@ -34,6 +35,7 @@ INCIDENT_STATUSES = ("open", "resolved", "muted")
 MUTE_CHOICES = ((15, "15 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "1 day"))
 RANGES = {"hour": 3600, "day": 86400}
 PAGE_SIZE = 50
+MAX_FORM_BYTES = 16 * 1024
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -98,6 +100,29 @@ def _environment() -> Environment:
     return env
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a URL-encoded form, read up to :data:`MAX_FORM_BYTES` (else 413); the console's forms are
+    small, and sign-in is reachable without a session, so nothing reads an unbounded body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    unsupported = _Refused(415, "The console accepts only its own forms (application/x-www-form-urlencoded).")
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise unsupported
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise _Refused(413, "That form is too large.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _Refused(413, "That form is too large.")
+    if body and not content_type:
+        raise unsupported
+    fields: dict[str, str] = {}
+    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50):
+        fields.setdefault(key, value)
+    return fields
+
+
 def _local_path(value: str | None, default: str = "/") -> str:
     """Only a path on this site (no scheme, no ``//host``): sign-in's ``next`` must not redirect elsewhere."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -152,7 +177,7 @@ def console_routes(
     *,
     api_keys: Sequence[str],
     secret: bytes,
-    metrics: Any | None = None,
+    metrics: Metrics | None = None,
     session_max_age: int = 12 * 3600,
 ) -> list[BaseRoute]:
     """The console's routes, to mount at ``/`` beside the API's (``/v1``, ``/api``, ``/healthz``, ...).
@@ -236,11 +261,10 @@ def console_routes(
                 return refused(request, 403, "Sign in first: this action needs a console session.")
             if not same_origin(request):
                 return refused(request, 403, "Refused: the form was not sent from this console.", session)
-            form = await request.form()
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            if not signer.csrf_ok(session, fields.get("csrf")):
-                return refused(request, 403, "Refused: the form's token is missing or stale. Reload the page.", session)
             try:
+                fields = await _form(request)
+                if not signer.csrf_ok(session, fields.get("csrf")):
+                    raise _Refused(403, "Refused: the form's token is missing or stale. Reload the page.")
                 target = await handler(request, session, fields)
             except _Refused as exc:
                 return refused(request, exc.status, exc.message, session)
@@ -262,12 +286,15 @@ def console_routes(
         return render(request, "sign_in.html", next=target, error=None)
 
     async def sign_in(request: Request) -> Response:
-        form = await request.form()
-        target = _local_path(str(form.get("next") or "/"))
-        if signer.open:
-            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         if not same_origin(request):
             return refused(request, 403, "Refused: the sign-in form was not sent from this console.")
+        try:
+            form = await _form(request)
+        except _Refused as exc:
+            return refused(request, exc.status, exc.message)
+        target = _local_path(form.get("next") or "/")
+        if signer.open:
+            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         client = request.client.host if request.client else "unknown"
         if limiter.blocked(client):
             return render(
@@ -277,7 +304,7 @@ def console_routes(
                 next=target,
                 error="Too many failed sign-ins; wait a few minutes.",
             )
-        fingerprint = signer.check_key(str(form.get("api_key") or ""))
+        fingerprint = signer.check_key(form.get("api_key") or "")
         if fingerprint is None:
             limiter.failed(client)
             if metrics is not None:
@@ -290,10 +317,13 @@ def console_routes(
 
     async def sign_out(request: Request) -> Response:
         session = current(request)
-        if session is not None and (
-            not same_origin(request) or not signer.csrf_ok(session, str((await request.form()).get("csrf") or ""))
-        ):
-            return refused(request, 403, "Refused: the form's token is missing or stale.", session)
+        if session is not None:
+            try:
+                token = (await _form(request)).get("csrf") if same_origin(request) else None
+            except _Refused:
+                token = None
+            if not signer.csrf_ok(session, token):
+                return refused(request, 403, "Refused: the form's token is missing or stale.", session)
         response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/")
         return response
