@@ -13,8 +13,17 @@ Signature (when a secret is set, ``DRIFTLOCK_SERVE_WEBHOOK_SECRET``)::
 A receiver recomputes the HMAC over the raw body bytes, compares in constant time, and refuses timestamps
 older than a few minutes (replay). ``X-Driftlock-Delivery`` is the same on every retry of one notification.
 
+The body (``Content-Type: application/json``; ``X-Driftlock-Event`` repeats ``type``)::
+
+    {"id": "<delivery id>", "type": "incident.opened" | "incident.resolved", "sent_at": "<ISO-8601>",
+     "url": "<the incident's console page>", "incident": {<the incident as GET /v1/incidents/{id} shows it>}}
+
 URLs on ``hooks.slack.com``, or with ``format=slack`` in the query (removed before sending), get a
-Slack-compatible body: ``{"text": ..., "blocks": [...]}``.
+Slack-compatible body instead: ``{"text": ..., "blocks": [...]}``.
+
+Deliveries that answer 408, 425, 429 or 5xx, time out, or cannot connect are retried with exponential backoff
+(``Retry-After`` wins); other answers, redirects included, fail at once. ``driftlock_notifications_*`` in
+``/metrics`` count what was sent, retried, failed and dropped.
 """
 
 from __future__ import annotations
