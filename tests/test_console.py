@@ -337,6 +337,13 @@ def test_console_in_chromium_against_driftlock_serve(served: ServerProcess, brow
     )
     assert anomalies_plotted >= 3
     assert browser_errors(browser) == []
+    browser.find_element(By.LINK_TEXT, "Last day").click()
+    wait_for(lambda: browser.current_url.endswith("?range=day") and plots_ready(), message="the day's timeline")
+    assert find("#timeline-score .uplot").get_attribute("data-incidents-drawn") == "1"
+    span = browser.execute_script("const x = window.driftlockPlots.events.scales.x; return x.max - x.min")
+    assert abs(span - 86400) < 5
+    browser.find_element(By.LINK_TEXT, "Last hour").click()
+    wait_for(lambda: browser.current_url.endswith("?range=hour") and plots_ready(), message="the hour's timeline")
 
     find("#timeline-incidents a").click()
     wait_for(lambda: browser.current_url.endswith(f"/incidents/{incident_id}"), message="the incident page")
