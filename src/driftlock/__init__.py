@@ -5,7 +5,7 @@ Public names are re-exported here; this module never imports Django or Celery.
 
 from driftlock._version import __version__
 from driftlock.anomalies import SpanDetails, add_anomaly_handler, remove_anomaly_handler
-from driftlock.client import AnomalyPage, DriftlockClient, DriftlockSyncClient, Health
+from driftlock.client import DriftlockClient, DriftlockSyncClient, Stream, SyncStream
 from driftlock.config import Config
 from driftlock.exceptions import (
     DriftlockAuthenticationError,
@@ -16,7 +16,20 @@ from driftlock.exceptions import (
     DriftlockValidationError,
 )
 from driftlock.exporter import DriftlockSpanExporter
-from driftlock.models import Anomaly, AnomalyMetrics, Calibration, DetectionResult
+from driftlock.models import (
+    Anomaly,
+    AnomalyMetrics,
+    AnomalyPage,
+    Calibration,
+    DetectionResult,
+    ExportJob,
+    Health,
+    Incident,
+    IncidentExplanation,
+    IncidentMark,
+    IncidentPage,
+    Readiness,
+)
 from driftlock.setup import configure
 
 __all__ = [
@@ -35,8 +48,16 @@ __all__ = [
     "DriftlockSpanExporter",
     "DriftlockSyncClient",
     "DriftlockValidationError",
+    "ExportJob",
     "Health",
+    "Incident",
+    "IncidentExplanation",
+    "IncidentMark",
+    "IncidentPage",
+    "Readiness",
     "SpanDetails",
+    "Stream",
+    "SyncStream",
     "__version__",
     "add_anomaly_handler",
     "configure",
