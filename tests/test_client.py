@@ -17,6 +17,7 @@ from driftlock import (
     DriftlockSyncClient,
     DriftlockValidationError,
 )
+from driftlock.models import IncidentMark
 from tests.support import FaultServer, Reply, ServerProcess, free_port_url
 
 EVENT = {"type": "payment", "body": {"amount": "10"}}
@@ -262,3 +263,267 @@ def test_embedded_engine_answers_without_key_or_url() -> None:
         result = client.detect([{"body": {"n": 1}}], stream_id="embedded-one")
         assert result.status == "calibrating"
         assert client.health().ok
+
+
+# -- the SDK page's surface: construction, settings, namespaces ------------------------------------
+
+
+def test_key_positionally_or_by_keyword_and_config_positionally(server: ServerProcess) -> None:
+    from driftlock import Config
+
+    for client in (
+        DriftlockSyncClient("dlk_positional", base_url=server.url),
+        DriftlockClient("dlk_positional", base_url=server.url),
+        DriftlockSyncClient(api_key="dlk_positional", base_url=server.url),
+        DriftlockSyncClient(Config.resolve(api_key="dlk_positional", base_url=server.url)),
+        DriftlockSyncClient(config=Config.resolve(api_key="other"), api_key="dlk_positional", base_url=server.url),
+    ):
+        assert client.config.api_key == "dlk_positional" and client.config.base_url == server.url
+        assert "dlk_positional" not in repr(client)
+        client.close()
+    with pytest.raises(TypeError, match="Config once"):
+        DriftlockSyncClient(Config.resolve(), config=Config.resolve())
+
+
+def test_backoff_starts_at_retry_delay_and_never_passes_max_retry_delay() -> None:
+    import random
+
+    from driftlock import _protocol
+
+    rng = random.Random(1)
+    waits = [_protocol.backoff(attempt, rng, initial=1.0, cap=30.0) for attempt in range(10)]
+    assert 0.8 <= waits[0] <= 1.2 and 1.6 <= waits[1] <= 2.4
+    assert all(w <= 30.0 for w in waits) and waits[-1] >= 24.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retry_delay_settings_drive_the_waits_between_attempts(kind: str) -> None:
+    busy = error(503, "service_unavailable", "busy")
+    with FaultServer(busy, busy) as fs:
+        detect(kind, fs.url, retry_delay=0.3, max_retry_delay=0.4)
+    first, second = fs.seen[1].at - fs.seen[0].at, fs.seen[2].at - fs.seen[1].at
+    assert 0.24 <= first < 0.6  # 0.3 ±20%
+    assert 0.32 <= second < 0.65  # 0.6 capped at 0.4, then -20%..0
+
+
+def test_412_is_a_validation_error_with_its_status() -> None:
+    reply = Reply(412, {"error": {"code": "failed_precondition", "message": "stream not calibrated"}})
+    with FaultServer(reply) as fs, DriftlockSyncClient(base_url=fs.url) as client:
+        with pytest.raises(DriftlockValidationError) as info:
+            client.streams.reset_anchor("s", {"events": [EVENT], "force_reset": True})
+    assert info.value.status == 412 and info.value.message == "stream not calibrated"
+
+
+def _public(obj: object) -> dict[str, Any]:
+    import inspect
+
+    return {  # parameters only: the return types differ (Stream / SyncStream)
+        name: inspect.signature(getattr(obj, name)).replace(return_annotation=inspect.Signature.empty)
+        for name in dir(obj)
+        if not name.startswith("_") and callable(getattr(obj, name))
+    }
+
+
+def test_sync_and_async_clients_expose_the_same_surface() -> None:
+    sync, async_ = DriftlockSyncClient(base_url="http://127.0.0.1:1"), DriftlockClient(base_url="http://127.0.0.1:1")
+    a, s = _public(async_), _public(sync)
+    assert set(a) - set(s) == {"aclose", "detect_sync"}
+    assert {name: str(sig) for name, sig in a.items() if name in s} == {name: str(s[name]) for name in a if name in s}
+    for namespace in ("detection", "anomalies", "streams", "incidents"):
+        assert {k: str(v) for k, v in _public(getattr(async_, namespace)).items()} == {
+            k: str(v) for k, v in _public(getattr(sync, namespace)).items()
+        }, namespace
+    sync.close()
+    async_.close()
+
+
+def _with_patch_and_delete(fs: FaultServer) -> FaultServer:
+    handler = fs.httpd.RequestHandlerClass
+    handler.do_PATCH = handler.do_DELETE = handler._handle  # type: ignore[attr-defined]
+    return fs
+
+
+def test_requests_of_every_namespace_with_ids_escaped() -> None:
+    ok = Reply(200, {"success": True, "job_id": "j1", "status": "queued", "incidents": [], "total": 0})
+    with _with_patch_and_delete(FaultServer(default=ok)) as fs, DriftlockSyncClient(base_url=fs.url) as client:
+        stream = "team/a b?"
+        client.streams.get_profile(stream)
+        client.streams.update_profile(stream, {"profile": "sensitive", "auto_tune_enabled": True})
+        client.streams.get_tuning(stream)
+        client.streams.get_anchor(stream)
+        client.streams.get_anchor_details(stream)
+        client.streams.reset_anchor(stream, {"events": [{"m": 1}], "force_reset": True})
+        client.streams.deactivate_anchor(stream)
+        job = client.anomalies.export("a/1", "pdf")
+        client.anomalies.export_bulk(["id1", "id2"], "json")
+        client.anomalies.get_export(job.job_id)
+        client.anomalies.list(stream_id=stream, status="open", from_date="2025-01-01T00:00:00Z", limit=5)
+        client.incidents.list(stream_id=stream, status="open", limit=10, offset=20)
+        client.incidents.feedback("i 1", "false_positive", reason="deploy")
+        client.detection.demo([{"message": "x"}])
+    escaped = "/v1/streams/team%2Fa%20b%3F"
+    assert [(s.method, s.path) for s in fs.seen] == [
+        ("GET", escaped + "/profile"),
+        ("PATCH", escaped + "/profile"),
+        ("GET", escaped + "/tuning"),
+        ("GET", escaped + "/anchor"),
+        ("GET", escaped + "/anchor/details"),
+        ("POST", escaped + "/reset-anchor"),
+        ("DELETE", escaped + "/anchor"),
+        ("POST", "/v1/anomalies/a%2F1/export"),
+        ("POST", "/v1/anomalies/export"),
+        ("GET", "/v1/exports/j1"),
+        ("GET", "/v1/anomalies?stream_id=team%2Fa+b%3F&status=open&limit=5&offset=0&from=2025-01-01T00%3A00%3A00Z"),
+        ("GET", "/v1/incidents?stream_id=team%2Fa+b%3F&status=open&limit=10&offset=20"),
+        ("POST", "/v1/incidents/i%201/feedback"),
+        ("POST", "/v1/demo/detect"),
+    ]
+    bodies = [s.body for s in fs.seen]
+    assert bodies[1] == {"profile": "sensitive", "auto_tune_enabled": True}
+    assert bodies[5] == {"events": [{"body": {"m": 1}}], "force_reset": True}
+    assert bodies[7] == {"format": "pdf"} and bodies[8] == {"format": "json", "anomaly_ids": ["id1", "id2"]}
+    assert bodies[12] == {"feedback_type": "false_positive", "reason": "deploy"}
+    assert bodies[13] == {"events": [{"body": {"message": "x"}}]}
+    assert job.job_id == "j1" and job.status == "queued"
+
+
+def test_bad_arguments_are_refused_before_sending() -> None:
+    with FaultServer() as fs, DriftlockSyncClient(base_url=fs.url) as client:
+        with pytest.raises(DriftlockValidationError, match="feedback_type must be one of"):
+            client.anomalies.feedback("a", "wrong")
+        with pytest.raises(DriftlockValidationError, match="unknown field"):
+            client.streams.update_profile("s", {"profil": "strict"})
+        with pytest.raises(DriftlockValidationError, match="profile must be one of"):
+            client.streams.update_profile("s", {"profile": "loud"})
+        with pytest.raises(DriftlockValidationError, match="export format"):
+            client.anomalies.export("a", "docx")
+        with pytest.raises(DriftlockValidationError, match="non-empty string"):
+            client.anomalies.get("")
+    assert fs.seen == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_anomalies_namespace_against_real_server(kind: str, server: ServerProcess) -> None:
+    from tests import traffic
+
+    stream = f"namespace-{kind}"
+    events = traffic.events(460, seed=5) + [traffic.scanner(__import__("random").Random(i)) for i in range(40)]
+    with DriftlockSyncClient(base_url=server.url) as seeder:
+        seeder.detect(events, stream_id=stream)
+
+    async def go() -> tuple[Any, Any, Any, Any]:
+        async with DriftlockClient(base_url=server.url) as client:
+            page = await client.anomalies.list(stream_id=stream, limit=5)
+            one = await client.anomalies.get(page.anomalies[0].id or "")
+            ack = await client.anomalies.feedback(one.id or "", "false_positive", reason="test")
+            return page, one, ack, await client.readiness()
+
+    if kind == "sync":
+        with DriftlockSyncClient(base_url=server.url) as client:
+            page = client.anomalies.list(stream_id=stream, limit=5)
+            one = client.anomalies.get(page.anomalies[0].id or "")
+            ack = client.anomalies.feedback(one.id or "", "false_positive", reason="test")
+            ready = client.readiness()
+    else:
+        page, one, ack, ready = asyncio.run(go())
+    assert page.total >= len(page.anomalies) > 0
+    listed = page.anomalies[0]
+    assert listed.explanation and listed.ncd is not None and listed.status == "open" and listed.detected_at
+    assert one.id == listed.id and one.event is not None and one.metrics.ncd == listed.ncd
+    assert ack.success and ack.message == "Feedback recorded"
+    assert ready.ready and ready.database == "connected"
+
+
+# -- incidents in results ------------------------------------------------------------------------
+
+
+def _incident(incident_id: str, anomaly_index: int, anomaly_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": incident_id,
+        "stream_id": "s",
+        "status": "open",
+        "opened_at": "2026-12-01T00:00:00.000Z",
+        "last_seen_at": "2026-12-01T00:00:01.000Z",
+        "anomaly_count": 1,
+        "explanation": {
+            "summary": "scanner paths",
+            "signal": "routes",
+            "routes": ["/.env"],
+            "surges": [],
+            "least_like": [],
+        },
+        "anomalies": [{"id": anomaly_id or f"a-{incident_id}", "index": anomaly_index, "metrics": {"ncd": 0.6}}],
+        "feedback": [],
+    }
+
+
+def _chunk_with_incident(body: Any) -> Reply:
+    n, first = len(body["events"]), body["events"][0]["body"]["n"]
+    anomaly = {
+        "id": f"a{first}",
+        "index": 10,
+        "metrics": {"ncd": 0.5},
+        "incident": {"id": "inc-1", "opened": first == 0},
+    }
+    return Reply(
+        200,
+        {
+            "success": True,
+            "total_events": n,
+            "anomaly_count": 1,
+            "anomalies": [anomaly],
+            "incidents": [_incident("inc-1", 10, f"a{first}")],
+        },
+    )
+
+
+def test_incidents_are_parsed_and_merged_across_chunks() -> None:
+    events = [{"body": {"n": i}} for i in range(600)]
+    with FaultServer(default=_chunk_with_incident) as fs:
+        result = detect("sync", fs.url, events=events)
+    assert [a.incident for a in result.anomalies] == [
+        IncidentMark("inc-1", True),
+        IncidentMark("inc-1", False),
+        IncidentMark("inc-1", False),
+    ]
+    assert result.incidents is not None and len(result.incidents) == 1
+    incident = result.incidents[0]
+    assert incident.explanation is not None and incident.explanation.summary == "scanner paths"
+    assert incident.explanation.routes == ("/.env",)
+    assert [a.index for a in incident.anomalies] == [10, 266, 522]
+
+
+def test_incidents_absent_means_none_and_empty_means_none_opened() -> None:
+    with FaultServer(
+        Reply(200, {"success": True, "anomalies": []}), Reply(200, {"success": True, "incidents": []})
+    ) as fs:
+        assert detect("sync", fs.url).incidents is None
+        assert detect("sync", fs.url).incidents == ()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_incidents_namespace(kind: str) -> None:
+    listed = Reply(200, {"incidents": [_incident("inc-9", 3)], "total": 1})
+    one = Reply(200, _incident("inc-9", 3))
+    with FaultServer(listed, one, Reply(200, {"success": True, "message": "Feedback recorded"})) as fs:
+        if kind == "sync":
+            with DriftlockSyncClient(base_url=fs.url) as client:
+                page, got, ack = (
+                    client.incidents.list(),
+                    client.incidents.get("inc-9"),
+                    client.incidents.feedback("inc-9", "confirmed"),
+                )
+        else:
+
+            async def go() -> Any:
+                async with DriftlockClient(base_url=fs.url) as client:
+                    return (
+                        await client.incidents.list(),
+                        await client.incidents.get("inc-9"),
+                        await client.incidents.feedback("inc-9", "confirmed"),
+                    )
+
+            page, got, ack = asyncio.run(go())
+    assert page.total == 1 and page.incidents[0].id == "inc-9" and got.anomaly_count == 1
+    assert got.opened_at == "2026-12-01T00:00:00.000Z" and got.anomalies[0].id == "a-inc-9"
+    assert ack.success and fs.seen[0].path == "/v1/incidents?limit=50&offset=0"
