@@ -60,10 +60,10 @@ class _LoopResources:
         self.streams: dict[int, Stream] = {}
         self.guard: AsyncGenerator[None, None] | None = None
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, shutdown: bool = False) -> None:
         for stream in list(self.streams.values()):
             try:
-                await stream.close()
+                await (stream._close_at_shutdown() if shutdown else stream.close())
             except Exception:  # close() reports to the handlers; this is the last resort
                 logger.exception("driftlock: closing %r failed", stream)
         http, self.http = self.http, None
@@ -77,7 +77,7 @@ async def _guard(resources: _LoopResources) -> AsyncGenerator[None, None]:
     finally:
         if resources.guard is not None:
             _guards.discard(resources.guard)
-        await resources.aclose()
+        await resources.aclose(shutdown=True)
 
 
 def _release(loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources]) -> None:
@@ -243,10 +243,10 @@ class DriftlockClient(ClientBase):
         """Send what open streams hold and close every pool. Idempotent."""
         resources = self._loops.pop(asyncio.get_running_loop(), None)
         if resources is not None:
+            await resources.aclose()  # streams flushed the usual way, then the pool
             if resources.guard is not None:
                 _guards.discard(resources.guard)
-                await resources.guard.aclose()
-            await resources.aclose()
+                await resources.guard.aclose()  # nothing left for it to do
         _release(self._loops)
         await asyncio.to_thread(self._sync.close)
         self._closed.set()

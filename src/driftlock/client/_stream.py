@@ -195,6 +195,15 @@ class Stream:
 
     async def flush(self) -> int:
         """Send every buffered event now; returns how many the API answered for. Never raises an API error."""
+        return await self._flush(self._send)
+
+    async def _send(self, batch: list[Any]) -> DetectionResult:
+        return await self._client.detect(batch, stream_id=self.stream_id)
+
+    async def _send_blocking(self, batch: list[Any]) -> DetectionResult:
+        return self._client._sync.detect(batch, stream_id=self.stream_id)
+
+    async def _flush(self, send: Callable[[list[Any]], Awaitable[DetectionResult]]) -> int:
         if self._lock is None:
             self._lock = asyncio.Lock()
         sent = 0
@@ -202,7 +211,7 @@ class Stream:
             while len(self._buffer):
                 batch = self._buffer.take()
                 try:
-                    result = await self._client.detect(batch, stream_id=self.stream_id)
+                    result = await send(batch)
                 except BaseException as exc:
                     dropped = self._buffer.restore(batch)
                     if not isinstance(exc, Exception):
@@ -215,6 +224,16 @@ class Stream:
                 sent += len(batch)
                 await self._run(self._handlers.calls(result))
         return sent
+
+    async def _close_at_shutdown(self) -> None:
+        """The event loop is shutting down (``shutdown_asyncgens``): new async I/O would start async
+        generators the loop refuses, so what is left goes out through the client's blocking pool."""
+        self._closed = True
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer = None
+        await self._flush(self._send_blocking)
+        self._client._forget_stream(self)
 
     async def close(self) -> None:
         """Stop the timer and send what is buffered (a batch that failed before included). Idempotent."""
