@@ -527,3 +527,273 @@ def test_incidents_namespace(kind: str) -> None:
     assert page.total == 1 and page.incidents[0].id == "inc-9" and got.anomaly_count == 1
     assert got.opened_at == "2026-12-01T00:00:00.000Z" and got.anomalies[0].id == "a-inc-9"
     assert ack.success and fs.seen[0].path == "/v1/incidents?limit=50&offset=0"
+
+
+# -- buffered streams --------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Handlers that remember what they were called with."""
+
+    def __init__(self, stream: Any) -> None:
+        self.anomalies: list[Any] = []
+        self.batches: list[Any] = []
+        self.errors: list[BaseException] = []
+        stream.on("anomaly")(self.anomalies.append)
+        stream.on("batch")(self.batches.append)
+        stream.on("error")(self.errors.append)
+
+
+def run_stream(kind: str, url: str, script: Any, **options: Any) -> Any:
+    """Run ``script(stream, recorder)`` on a stream of the sync or the async client; the stream is closed after."""
+    if kind == "sync":
+        with DriftlockSyncClient(base_url=url) as client:
+            stream = client.create_stream("buffered", **options)
+            recorder = Recorder(stream)
+            script(stream, recorder)
+            stream.close()
+            return stream, recorder
+
+    async def go() -> Any:
+        async with DriftlockClient(base_url=url) as client:
+            stream = client.create_stream("buffered", **options)
+            recorder = Recorder(stream)
+            await script(stream, recorder)
+            await stream.close()
+            return stream, recorder
+
+    return asyncio.run(go())
+
+
+def pushes(kind: str, events: list[Any], *, flush: bool = False) -> Any:
+    if kind == "sync":
+
+        def script(stream: Any, recorder: Recorder) -> None:
+            for event in events:
+                stream.push(event)
+            if flush:
+                stream.flush()
+
+        return script
+
+    async def ascript(stream: Any, recorder: Recorder) -> None:
+        for event in events:
+            await stream.push(event)
+        if flush:
+            await stream.flush()
+
+    return ascript
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stream_sends_in_batches_and_everything_at_close(kind: str) -> None:
+    events = [{"n": i} for i in range(7)]
+    with FaultServer() as fs:
+        stream, recorder = run_stream(kind, fs.url, pushes(kind, events), batch_size=3, flush_interval=None)
+    sent = [e["body"]["n"] for s in fs.seen for e in s.body["events"]]
+    assert sent == list(range(7))  # in order, none twice, the last one at close
+    assert all(len(s.body["events"]) <= 3 and s.body["stream_id"] == "buffered" for s in fs.seen)
+    assert stream.sent == 7 and stream.buffered == 0 and len(recorder.batches) == len(fs.seen)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batch_that_failed_is_sent_again_by_the_next_flush(kind: str) -> None:
+    refused = error(400, "invalid_argument", "try later")
+    with FaultServer(refused) as fs:
+        stream, recorder = run_stream(kind, fs.url, pushes(kind, [{"n": 1}, {"n": 2}], flush=True), batch_size=10)
+    assert len(recorder.errors) == 1 and isinstance(recorder.errors[0], DriftlockValidationError)
+    assert [s.body["events"] for s in fs.seen] == [[{"body": {"n": 1}}, {"body": {"n": 2}}]] * 2
+    assert stream.sent == 2 and stream.dropped == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_full_buffer_drops_the_oldest_counts_them_and_says_so(kind: str) -> None:
+    with FaultServer(default=error(400, "invalid_argument", "down")) as fs:
+        stream, recorder = run_stream(
+            kind, fs.url, pushes(kind, [{"n": i} for i in range(4)]), batch_size=2, max_buffered=3, flush_interval=None
+        )
+    assert stream.dropped == 1 and stream.buffered == 3 and stream.sent == 0
+    dropped = [e for e in recorder.errors if isinstance(e, DriftlockError) and e.code == "events_dropped"]
+    assert len(dropped) == 1 and "dropped the 1 oldest" in str(dropped[0])
+    assert fs.seen, "the stream tried to send"
+    last = fs.seen[-1].body["events"]
+    assert {"body": {"n": 0}} not in last  # the oldest went
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stream_hands_each_anomaly_and_batch_to_handlers_and_survives_a_bad_handler(kind: str) -> None:
+    reply = Reply(
+        200,
+        {
+            "success": True,
+            "total_events": 2,
+            "anomaly_count": 1,
+            "anomalies": [{"id": "a", "index": 1, "metrics": {"ncd": 0.7}, "why": "odd"}],
+        },
+    )
+    with FaultServer(default=reply) as fs:
+        if kind == "sync":
+            with DriftlockSyncClient(base_url=fs.url) as client:
+                stream = client.create_stream("handlers", flush_interval=None)
+                recorder = Recorder(stream)
+                stream.on("anomaly")(lambda anomaly: 1 / 0)
+                stream.push({"n": 1})
+                stream.push({"n": 2})
+                assert stream.flush() == 2
+        else:
+
+            async def go() -> Any:
+                async with DriftlockClient(base_url=fs.url) as client:
+                    stream = client.create_stream("handlers", flush_interval=None)
+                    rec = Recorder(stream)
+
+                    @stream.on("batch")
+                    async def on_batch(response: Any) -> None:  # coroutine handlers are awaited
+                        rec.batches.append(("awaited", response.total_events))
+
+                    stream.on("anomaly")(lambda anomaly: 1 / 0)
+                    await stream.push({"n": 1})
+                    await stream.push({"n": 2})
+                    assert await stream.flush() == 2
+                    return rec
+
+            recorder = asyncio.run(go())
+    assert [(a.id, a.index, a.why, a.metrics.ncd) for a in recorder.anomalies] == [("a", 1, "odd", 0.7)]
+    assert recorder.batches[0].total_events == 2 and recorder.errors == []
+    if kind == "async":
+        assert recorder.batches[1] == ("awaited", 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stream_refuses_misuse_clearly(kind: str) -> None:
+    client: Any = (
+        DriftlockSyncClient(base_url="http://127.0.0.1:1")
+        if kind == "sync"
+        else DriftlockClient(base_url="http://127.0.0.1:1")
+    )
+    stream = client.create_stream("misuse")
+    with pytest.raises(ValueError, match="'anomaly', 'batch', 'error'"):
+        stream.on("anomalies")
+    with pytest.raises(ValueError, match="batch_size"):
+        client.create_stream("misuse", batch_size=0)
+    client.close()
+
+
+def test_sync_stream_flushes_on_interval_from_its_worker_thread(server: ServerProcess) -> None:
+    from tests.support import wait_for
+
+    with DriftlockSyncClient(base_url=server.url) as client:
+        stream = client.create_stream("interval-sync", flush_interval=0.2)
+        stream.push({"n": 1})
+        wait_for(
+            lambda: server.get("/v1/streams/interval-sync").status_code == 200, timeout=5, message="interval flush"
+        )
+        assert stream.sent == 1
+
+
+async def test_async_stream_flushes_on_interval(server: ServerProcess) -> None:
+    async with DriftlockClient(base_url=server.url) as client:
+        stream = client.create_stream("interval-async", flush_interval=0.2)
+        sent = asyncio.Event()
+        stream.on("batch")(lambda response: sent.set())
+        await stream.push({"n": 1})
+        await asyncio.wait_for(sent.wait(), 5)
+        await stream.close()
+        with pytest.raises(RuntimeError, match="closed stream"):
+            await stream.push({"n": 2})
+    assert server.get("/v1/streams/interval-async").json()["events_ingested"] == 1
+
+
+# -- @client.monitor --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_monitor_records_each_call_and_lets_exceptions_through(kind: str) -> None:
+    boom = KeyError("missing")
+    with FaultServer() as fs:
+        client: Any = DriftlockSyncClient(base_url=fs.url) if kind == "sync" else DriftlockClient(base_url=fs.url)
+
+        @client.monitor(stream_id="calls")
+        def plain(x: int) -> int:
+            return x * 2
+
+        @client.monitor(stream_id="calls")
+        async def coroutine(fail: bool) -> str:
+            if fail:
+                raise boom
+            return "done"
+
+        assert plain(21) == 42 and plain.__name__ == "plain"
+        assert asyncio.run(coroutine(False)) == "done"
+        with pytest.raises(KeyError) as info:
+            asyncio.run(coroutine(True))
+        assert info.value is boom
+        client.close()
+    bodies = [e["body"] for s in fs.seen for e in s.body["events"]]
+    assert [(b["function"].rsplit(".", 1)[-1], b["outcome"], b.get("error_type")) for b in bodies] == [
+        ("plain", "ok", None),
+        ("coroutine", "ok", None),
+        ("coroutine", "error", "KeyError"),
+    ]
+    assert all(b["duration"].startswith("<") for b in bodies)
+    assert {s.body["stream_id"] for s in fs.seen} == {"calls"}
+
+
+def test_monitor_never_waits_for_the_network_nor_fails_the_call() -> None:
+    with FaultServer(default=Reply(delay=2)) as fs:
+        client = DriftlockSyncClient(base_url=fs.url, timeout=3)
+
+        @client.monitor(stream_id="slow", batch_size=1)
+        def work() -> str:
+            return "ok"
+
+        started = time.monotonic()
+        assert [work() for _ in range(5)] == ["ok"] * 5
+        assert time.monotonic() - started < 0.5
+        client.close()
+    assert work() == "ok"  # the monitor's stream is closed: the call still works
+
+
+# -- nothing left behind ---------------------------------------------------------------------------------
+
+UNCLOSED = """
+import asyncio, sys
+from driftlock import DriftlockClient, DriftlockSyncClient
+url = sys.argv[1]
+
+async def main():
+    client = DriftlockClient(base_url=url)
+    await client.detect([{"n": 1}], stream_id="unclosed-async")
+    stream = client.create_stream("unclosed-async-stream", flush_interval=None)
+    await stream.push({"n": 1})  # never flushed nor closed: the loop's shutdown sends it
+
+asyncio.run(main())
+
+def sync_use():
+    client = DriftlockSyncClient(base_url=url)
+    client.detect([{"n": 1}], stream_id="unclosed-sync")
+    client.create_stream("unclosed-sync-stream", flush_interval=None).push({"n": 1})  # sent at exit
+
+sync_use()
+import gc; gc.collect()
+kept = DriftlockSyncClient(base_url=url)
+kept.health()
+print("done")
+"""
+
+
+def test_clients_left_open_close_quietly_and_send_what_streams_hold(server: ServerProcess) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, clean_env
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", UNCLOSED, server.url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=clean_env(PYTHONASYNCIODEBUG="0"),
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout == "done\n"
+    noise = [line for line in proc.stderr.splitlines() if "took" not in line or "Executing" not in line]
+    assert noise == [], proc.stderr
+    for stream in ("unclosed-async", "unclosed-async-stream", "unclosed-sync", "unclosed-sync-stream"):
+        assert server.get(f"/v1/streams/{stream}").json()["events_ingested"] == 1, stream
