@@ -516,6 +516,37 @@ def test_examples_quickstart_embedded() -> None:
     assert len(lines) == 2 + min(3, int(probes.group(1)))
 
 
+@pytest.mark.parametrize("where", ["embedded", "serve"])
+def test_examples_streams_and_monitor(where: str, page_server: ServerProcess) -> None:
+    env = clean_env(DRIFTLOCK_EMBEDDED_DB=":memory:")
+    if where == "serve":
+        env["DRIFTLOCK_BASE_URL"] = page_server.url
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", str(ROOT / "examples" / "streams_and_monitor.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = proc.stdout.splitlines()
+    heard = re.fullmatch(r"pushed 500 events, 0 dropped, (\d+) anomalies heard by the handler", lines[0])
+    listed = re.fullmatch(r"the API lists (\d+) anomalies for example-web", lines[1])
+    assert heard and listed and int(heard.group(1)) > 0
+    shown = min(3, int(listed.group(1)))
+    assert all(line.startswith("- NCD ") for line in lines[2 : 2 + shown])
+    assert lines[2 + shown :] == [
+        "feedback recorded for the newest",
+        "paid",
+        "checkout raised, as it should: amount must be positive",
+    ]
+    if where == "serve":
+        assert int(listed.group(1)) == int(heard.group(1))  # a fresh stream: what the handler heard is all there is
+        calls = page_server.get("/v1/streams/example-calls/events").json()["events"]
+        assert [e["body"]["outcome"] for e in calls] == ["ok", "error"]
+
+
 def test_every_page_block_has_a_test() -> None:
     source = Path(__file__).read_text()
     untested = [h for h in BLOCKS if f'"{h}"' not in source]
