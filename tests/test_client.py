@@ -797,3 +797,18 @@ def test_clients_left_open_close_quietly_and_send_what_streams_hold(server: Serv
     assert noise == [], proc.stderr
     for stream in ("unclosed-async", "unclosed-async-stream", "unclosed-sync", "unclosed-sync-stream"):
         assert server.get(f"/v1/streams/{stream}").json()["events_ingested"] == 1, stream
+
+
+def test_errors_nobody_handles_are_logged_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        FaultServer(default=error(400, "invalid_argument", "down")) as fs,
+        DriftlockSyncClient(base_url=fs.url) as client,
+    ):
+        stream = client.create_stream("unhandled", flush_interval=None)
+        for i in range(3):
+            stream.push({"n": i})
+            stream.flush()
+        stream.close()
+    warnings = [r for r in caplog.records if r.name == "driftlock.client"]
+    assert len(warnings) == 1 and "register stream.on('error')" in warnings[0].getMessage()
+    assert len(fs.seen) == 4 and stream.buffered == 3  # nothing lost: all three wait for the API

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -95,11 +97,17 @@ class StreamBuffer:
         )
 
 
+UNHANDLED_LOG_INTERVAL: Final = 60.0
+"""Errors nobody handles are logged at most once a minute per stream."""
+
+
 class Handlers:
     """The ``on('anomaly' | 'batch' | 'error')`` handlers of one stream, in registration order."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {name: [] for name in EVENTS}
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     def on(self, event: str) -> Callable[[H], H]:
         if event not in self._handlers:
@@ -121,7 +129,13 @@ class Handlers:
 
     def error_calls(self, error: BaseException) -> list[tuple[Callable[[Any], Any], Any]]:
         if not self._handlers["error"]:
-            logger.warning("driftlock stream: %s (register stream.on('error') to handle this)", error)
+            now = time.monotonic()
+            if self._logged_at is None or now - self._logged_at >= UNHANDLED_LOG_INTERVAL:
+                more = f"; {self._unlogged} more since the last report" if self._unlogged else ""
+                logger.warning("driftlock stream: %s (register stream.on('error') to handle this%s)", error, more)
+                self._logged_at, self._unlogged = now, 0
+            else:
+                self._unlogged += 1
         return [(h, error) for h in self._handlers["error"]]
 
 
@@ -311,6 +325,7 @@ class SyncStream:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._retry_later = False  # the last flush failed: wait for the interval, not for a full batch
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"SyncStream({self.stream_id!r}, buffered={len(self)}, sent={self.sent}, dropped={self.dropped})"
@@ -348,6 +363,8 @@ class SyncStream:
             dropped = self._buffer.add(event)
             if self._buffer.due:
                 self._cond.notify()
+            if self._pid != os.getpid():  # forked: the worker thread stayed in the parent
+                self._worker, self._pid = None, os.getpid()
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name=f"driftlock-stream-{self.stream_id}")
                 self._worker.daemon = True
