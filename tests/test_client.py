@@ -812,3 +812,23 @@ def test_errors_nobody_handles_are_logged_at_most_once_a_minute(caplog: pytest.L
     warnings = [r for r in caplog.records if r.name == "driftlock.client"]
     assert len(warnings) == 1 and "register stream.on('error')" in warnings[0].getMessage()
     assert len(fs.seen) == 4 and stream.buffered == 3  # nothing lost: all three wait for the API
+
+
+async def test_a_collected_async_client_releases_its_pool(server: ServerProcess) -> None:
+    import gc
+
+    from driftlock.client import _async
+
+    before = len(_async._guards)
+
+    async def use() -> None:
+        assert (await DriftlockClient(base_url=server.url).health()).ok
+
+    for _ in range(3):
+        await use()
+    gc.collect()
+    for _ in range(50):  # the finalizer schedules the close on this loop: a few turns of it
+        if len(_async._guards) == before:
+            break
+        await asyncio.sleep(0)
+    assert len(_async._guards) == before

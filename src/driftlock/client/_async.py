@@ -90,7 +90,10 @@ def _release(loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRe
 
 
 def _close_guard(loop: asyncio.AbstractEventLoop, guard: AsyncGenerator[None, None]) -> None:
-    loop.create_task(guard.aclose())
+    async def close() -> None:
+        await guard.aclose()
+
+    loop.create_task(close())
 
 
 class DriftlockClient(ClientBase):
