@@ -676,6 +676,12 @@ def test_stream_refuses_misuse_clearly(kind: str) -> None:
         stream.on("anomalies")
     with pytest.raises(ValueError, match="batch_size"):
         client.create_stream("misuse", batch_size=0)
+    if kind == "sync":
+
+        async def handler(anomaly: Any) -> None: ...
+
+        with pytest.raises(TypeError, match="must be plain functions"):
+            stream.on("anomaly")(handler)
     client.close()
 
 

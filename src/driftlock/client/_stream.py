@@ -104,7 +104,8 @@ UNHANDLED_LOG_INTERVAL: Final = 60.0
 class Handlers:
     """The ``on('anomaly' | 'batch' | 'error')`` handlers of one stream, in registration order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, coroutines: bool) -> None:
+        self._coroutines = coroutines
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {name: [] for name in EVENTS}
         self._logged_at: float | None = None
         self._unlogged = 0
@@ -116,6 +117,12 @@ class Handlers:
         def register(handler: H) -> H:
             if not callable(handler):
                 raise TypeError(f"stream.on({event!r}) decorates a function, got {handler!r}")
+            if not self._coroutines and inspect.iscoroutinefunction(handler):
+                raise TypeError(
+                    f"stream.on({event!r}) got the coroutine function {handler.__qualname__}: a DriftlockSyncClient "
+                    "stream calls its handlers from a thread, so they must be plain functions "
+                    "(use DriftlockClient for async handlers)"
+                )
             self._handlers[event].append(handler)
             return handler
 
@@ -166,7 +173,7 @@ class Stream:
         self.flush_interval = _interval(flush_interval)
         self._client = client
         self._buffer = StreamBuffer(stream_id, batch_size, max_buffered)
-        self._handlers = Handlers()
+        self._handlers = Handlers(coroutines=True)
         self._lock: asyncio.Lock | None = None
         self._timer: asyncio.Task[None] | None = None
         self._started = False
@@ -319,7 +326,7 @@ class SyncStream:
         self.flush_interval = _interval(flush_interval)
         self._client = client
         self._buffer = StreamBuffer(stream_id, batch_size, max_buffered)
-        self._handlers = Handlers()
+        self._handlers = Handlers(coroutines=False)
         self._cond = threading.Condition()
         self._sending = threading.Lock()
         self._worker: threading.Thread | None = None
