@@ -333,6 +333,11 @@ def test_sync_and_async_clients_expose_the_same_surface() -> None:
         assert {k: str(v) for k, v in _public(getattr(async_, namespace)).items()} == {
             k: str(v) for k, v in _public(getattr(sync, namespace)).items()
         }, namespace
+    streams = _public(async_.create_stream("s")), _public(sync.create_stream("s"))
+    assert set(streams[0]) - set(streams[1]) == {"aclose"} and set(streams[1]) - set(streams[0]) == set()
+    assert {k: str(v) for k, v in streams[0].items() if k not in ("aclose", "close")} == {
+        k: str(v) for k, v in streams[1].items() if k != "close"
+    }
     sync.close()
     async_.close()
 
