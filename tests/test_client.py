@@ -212,7 +212,7 @@ def test_bad_events_are_refused_before_sending_and_name_the_problem() -> None:
         with pytest.raises(DriftlockValidationError, match="event 1 cannot be sent as JSON"):
             client.detect([{"ok": 1}, {"bad": object()}])
         with pytest.raises(DriftlockValidationError, match="list of events"):
-            client.detect({"body": 1})  # type: ignore[arg-type]
+            client.detect({"body": 1})
     assert fs.seen == []
 
 
@@ -722,7 +722,9 @@ async def test_async_stream_flushes_on_interval(server: ServerProcess) -> None:
 def test_monitor_records_each_call_and_lets_exceptions_through(kind: str) -> None:
     boom = KeyError("missing")
     with FaultServer() as fs:
-        client: Any = DriftlockSyncClient(base_url=fs.url) if kind == "sync" else DriftlockClient(base_url=fs.url)
+        client: DriftlockSyncClient | DriftlockClient = (
+            DriftlockSyncClient(base_url=fs.url) if kind == "sync" else DriftlockClient(base_url=fs.url)
+        )
 
         @client.monitor(stream_id="calls")
         def plain(x: int) -> int:

@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -37,7 +37,7 @@ PAGE_CLIENT = "DriftlockClient(api_key='dlk_your-api-key')"
 def page_blocks() -> dict[str, str]:
     """The page's python blocks by the heading they sit under (one each on this page)."""
     blocks: dict[str, str] = {}
-    heading, code = "", None
+    heading, code = "", cast(list[str] | None, None)
     for line in PAGE.read_text().splitlines():
         if code is not None:
             if line.strip() == "```":
