@@ -845,3 +845,28 @@ async def test_a_collected_async_client_releases_its_pool(server: ServerProcess)
             break
         await asyncio.sleep(0)
     assert len(_async._guards) == before
+
+
+def test_flush_flow_keeps_a_batch_that_was_interrupted_or_refused() -> None:
+    from driftlock.client._stream import CallHandler, Handlers, SendBatch, StreamBuffer, flush_flow
+    from driftlock.models import DetectionResult
+
+    buffer, handlers = StreamBuffer("s", batch_size=2, max_buffered=10), Handlers(coroutines=False)
+    errors: list[BaseException] = []
+    handlers.on("error")(errors.append)
+    for i in range(3):
+        buffer.add({"n": i})
+    flow = flush_flow(buffer, handlers)
+    assert next(flow) == SendBatch([{"body": {"n": 0}}, {"body": {"n": 1}}])
+    with pytest.raises(KeyboardInterrupt):
+        flow.throw(KeyboardInterrupt())
+    assert len(buffer) == 3  # interrupted: kept, in order
+    flow = flush_flow(buffer, handlers)
+    next(flow)
+    assert flow.send(DetectionResult(total_events=2)) == SendBatch([{"body": {"n": 2}}])
+    refused = DriftlockValidationError("no")
+    action = flow.send(refused)
+    assert isinstance(action, CallHandler) and action.arg is refused
+    with pytest.raises(StopIteration) as stop:
+        flow.send(None)
+    assert stop.value.value == 2 and len(buffer) == 1 and buffer.sent == 2

@@ -2,7 +2,8 @@
 
 :class:`StreamBuffer` holds the decisions (when a batch is due, what is dropped when the buffer is
 full, a failed batch kept for the next flush) and :class:`Handlers` the handlers; :class:`Stream`
-(asyncio) and :class:`SyncStream` (a worker thread) only add waiting and sending.
+(asyncio) and :class:`SyncStream` (a worker thread) only add waiting and sending: both drive
+:func:`flush_flow`, the one flush, as the clients drive ``_protocol.call_flow``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from driftlock.client._async import DriftlockClient
     from driftlock.client._sync import DriftlockSyncClient
 
-__all__ = ["Stream", "StreamBuffer", "SyncStream"]
+__all__ = ["CallHandler", "SendBatch", "Stream", "StreamBuffer", "SyncStream", "flush_flow"]
 
 logger = logging.getLogger("driftlock.client")
 
@@ -50,6 +52,7 @@ class StreamBuffer:
         self.batch_size = batch_size
         self.max_buffered = max_buffered
         self._events: deque[Any] = deque()
+        self._lock = threading.Lock()
         self.dropped = 0
         """Events dropped because the buffer was full, since the stream was made."""
         self.sent = 0
@@ -66,21 +69,26 @@ class StreamBuffer:
     def add(self, event: Any) -> DriftlockError | None:
         """Buffer one event (checked and wrapped as ``detect`` would); returns the error to report if the
         oldest events had to be dropped to make room."""
-        self._events.append(protocol.encode_events([event])[0])
-        return self._trim()
+        envelope = protocol.encode_events([event])[0]
+        with self._lock:
+            self._events.append(envelope)
+            return self._trim()
 
     def take(self) -> list[Any]:
         """Remove and return the next batch (the oldest events first)."""
-        count = min(self.batch_size, len(self._events))
-        return [self._events.popleft() for _ in range(count)]
+        with self._lock:
+            count = min(self.batch_size, len(self._events))
+            return [self._events.popleft() for _ in range(count)]
 
     def restore(self, batch: list[Any]) -> DriftlockError | None:
         """Put a batch whose send failed back in front, to be sent first next time."""
-        self._events.extendleft(reversed(batch))
-        return self._trim()
+        with self._lock:
+            self._events.extendleft(reversed(batch))
+            return self._trim()
 
     def delivered(self, batch: list[Any]) -> None:
-        self.sent += len(batch)
+        with self._lock:
+            self.sent += len(batch)
 
     def _trim(self) -> DriftlockError | None:
         excess = len(self._events) - self.max_buffered
@@ -144,6 +152,51 @@ class Handlers:
             else:
                 self._unlogged += 1
         return [(h, error) for h in self._handlers["error"]]
+
+
+@dataclass(frozen=True)
+class SendBatch:
+    """Send these events; the driver answers with the DetectionResult or the exception raised."""
+
+    events: list[Any]
+
+
+@dataclass(frozen=True)
+class CallHandler:
+    """Call one handler; the driver answers None (a handler's failure is logged, never passed on)."""
+
+    handler: Callable[[Any], Any]
+    arg: Any
+
+
+FlushFlow = Generator[SendBatch | CallHandler, Any, int]
+
+
+def flush_flow(buffer: StreamBuffer, handlers: Handlers) -> FlushFlow:
+    """One flush, written once for both streams: batches out in order until the buffer is empty or a
+    send fails; a failed batch goes back in front (and is reported); returns the events delivered."""
+    sent = 0
+    while True:
+        batch = buffer.take()
+        if not batch:
+            return sent
+        try:
+            outcome = yield SendBatch(batch)
+        except BaseException:  # cancelled or interrupted: the batch is kept for the next flush
+            buffer.restore(batch)
+            raise
+        if isinstance(outcome, BaseException):
+            dropped = buffer.restore(batch)
+            for call in handlers.error_calls(outcome):
+                yield CallHandler(*call)
+            if dropped is not None:
+                for call in handlers.error_calls(dropped):
+                    yield CallHandler(*call)
+            return sent
+        buffer.delivered(batch)
+        sent += len(batch)
+        for call in handlers.calls(outcome):
+            yield CallHandler(*call)
 
 
 def _failed_handler(handler: Callable[..., Any], exc: BaseException) -> None:
@@ -227,24 +280,26 @@ class Stream:
     async def _flush(self, send: Callable[[list[Any]], Awaitable[DetectionResult]]) -> int:
         if self._lock is None:
             self._lock = asyncio.Lock()
-        sent = 0
         async with self._lock:
-            while len(self._buffer):
-                batch = self._buffer.take()
-                try:
-                    result = await send(batch)
-                except BaseException as exc:
-                    dropped = self._buffer.restore(batch)
-                    if not isinstance(exc, Exception):
-                        raise  # cancelled: the batch is kept for close() or the next flush
-                    await self._run(self._handlers.error_calls(exc))
-                    if dropped is not None:
-                        await self._run(self._handlers.error_calls(dropped))
-                    break
-                self._buffer.delivered(batch)
-                sent += len(batch)
-                await self._run(self._handlers.calls(result))
-        return sent
+            flow = flush_flow(self._buffer, self._handlers)
+            try:
+                action = next(flow)
+                while True:
+                    outcome: Any = None
+                    if isinstance(action, SendBatch):
+                        try:
+                            outcome = await send(action.events)
+                        except Exception as exc:
+                            outcome = exc
+                        except BaseException as exc:
+                            flow.throw(exc)
+                            raise
+                    else:
+                        await self._call(action.handler, action.arg)
+                    action = flow.send(outcome)
+            except StopIteration as stop:
+                sent: int = stop.value
+                return sent
 
     async def _close_at_shutdown(self) -> None:
         """The event loop is shutting down (``shutdown_asyncgens``): new async I/O would start async
@@ -295,12 +350,16 @@ class Stream:
 
     async def _run(self, calls: list[tuple[Callable[[Any], Any], Any]]) -> None:
         for handler, arg in calls:
-            try:
-                outcome = handler(arg)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception as exc:
-                _failed_handler(handler, exc)
+            await self._call(handler, arg)
+
+    @staticmethod
+    async def _call(handler: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            outcome = handler(arg)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:
+            _failed_handler(handler, exc)
 
 
 class SyncStream:
@@ -382,28 +441,28 @@ class SyncStream:
     def flush(self) -> int:
         """Send every buffered event now, in this thread; returns how many the API answered for.
         Never raises an API error."""
-        sent = 0
         with self._sending:
-            while True:
-                with self._cond:
-                    batch = self._buffer.take()
-                if not batch:
-                    self._retry_later = False
-                    return sent
-                try:
-                    result = self._client.detect(batch, stream_id=self.stream_id)
-                except Exception as exc:
-                    with self._cond:
-                        dropped = self._buffer.restore(batch)
-                        self._retry_later = True
-                    self._run(self._handlers.error_calls(exc))
-                    if dropped is not None:
-                        self._run(self._handlers.error_calls(dropped))
-                    return sent
-                with self._cond:
-                    self._buffer.delivered(batch)
-                sent += len(batch)
-                self._run(self._handlers.calls(result))
+            flow = flush_flow(self._buffer, self._handlers)
+            failed = False
+            try:
+                action = next(flow)
+                while True:
+                    outcome: Any = None
+                    if isinstance(action, SendBatch):
+                        try:
+                            outcome = self._client.detect(action.events, stream_id=self.stream_id)
+                        except Exception as exc:
+                            outcome, failed = exc, True
+                        except BaseException as exc:
+                            flow.throw(exc)
+                            raise
+                    else:
+                        self._call(action.handler, action.arg)
+                    action = flow.send(outcome)
+            except StopIteration as stop:
+                self._retry_later = failed
+                sent: int = stop.value
+                return sent
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker and send what is buffered (a batch that failed before included). Idempotent."""
@@ -438,13 +497,17 @@ class SyncStream:
 
     def _run(self, calls: list[tuple[Callable[[Any], Any], Any]]) -> None:
         for handler, arg in calls:
-            try:
-                outcome = handler(arg)
-                if inspect.isawaitable(outcome):
-                    _discard(outcome)
-                    raise TypeError("a SyncStream handler must be a plain function, not a coroutine function")
-            except Exception as exc:
-                _failed_handler(handler, exc)
+            self._call(handler, arg)
+
+    @staticmethod
+    def _call(handler: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            outcome = handler(arg)
+            if inspect.isawaitable(outcome):
+                _discard(outcome)
+                raise TypeError("a SyncStream handler must be a plain function, not a coroutine function")
+        except Exception as exc:
+            _failed_handler(handler, exc)
 
 
 def _discard(awaitable: Awaitable[Any]) -> None:
