@@ -39,6 +39,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "<B64>",
     ),
     (re.compile(r"(?<![\w.])\d{4,}(?:\.\d+)?(?![\w.])"), "<NUM>"),
+    # a path segment that is a number is an id, whatever its length (/api/products/419/lines)
+    (re.compile(r"(?<=/)\d+(?=/|\?|$)"), "<NUM>"),
 )
 
 
