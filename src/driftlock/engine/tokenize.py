@@ -76,6 +76,8 @@ def magnitude(number: float) -> str:
     """``"<50"`` for 45, ``"<5000"`` for 3333: a number's place on a 1-2.5-5 scale. Exact measurements
     differ on every event; their order of magnitude is what a change in them shows."""
     size = abs(number)
+    if size == 0:
+        return "0"
     bound = next((m for m in _MAGNITUDES if size < m), _MAGNITUDES[-1])
     text = f"{bound:g}"
     return ("-<" if number < 0 else "<") + text
@@ -101,7 +103,7 @@ def tokenized(value: Any, key: str = "") -> Any:
         return value
     if isinstance(value, int | float) and math.isfinite(value):
         if not CATEGORICAL.search(key):
-            return magnitude(value)
+            return magnitude(value) if value else value
         if abs(value) >= LONG_NUMBER:
             return "<NUM>"
     return value
