@@ -135,14 +135,42 @@ def test_profile_patch_validates_and_makes_the_stream(service: DetectionService)
 
 
 def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no_longer_fires(
-    service: DetectionService, clock: Clock
+    service: DetectionService,
 ) -> None:
     events = traffic.events(600, seed=1)  # 600: a multiple of the hop and of every window, so a replay aligns
     service.update_profile("tuned", {"profile": "sensitive", "auto_tune_enabled": True})
     service.update_profile("control", {"profile": "sensitive"})
     first = send(service, "tuned", events)
-    control_first = send(service, "control", events)
-    assert [i for i, _ in first] == [i for i, _ in control_first]
+    assert [i for i, _ in first] == [i for i, _ in send(service, "control", events)]
+    assert len(first) == 2, [i for i, _ in first]  # the stream's calibrated p-value threshold lets few through
+    a, b = (anomaly for _, anomaly in first)
+
+    assert "tuned" not in service.feedback(a["id"], {"feedback_type": "false_positive"}, request_id="t")
+    assert "tuned" not in service.feedback(b["id"], {"feedback_type": "false_positive"}, request_id="t")
+    answer = service.feedback(a["id"], {"feedback_type": "false_positive", "reason": "load test"}, request_id="t")
+    change = answer["tuned"]  # the third feedback on the stream
+    assert change["tune_type"] == "ncd_threshold" and change["old_value"] == 0.2
+    assert max(a["metrics"]["ncd"], b["metrics"]["ncd"]) < change["new_value"] <= 0.8
+    tuning = service.get_tuning("tuned")
+    assert tuning["tune_history"] == [change]
+    assert tuning["feedback_stats"]["total_feedback"] == 3 and tuning["feedback_stats"]["false_positives"] == 3
+    assert tuning["current_settings"]["profile"] == "custom"
+    assert tuning["current_settings"]["current_thresholds"]["ncd_threshold"] == change["new_value"]
+
+    # The same traffic again: the control stream raises those anomalies again, the tuned one neither.
+    replay = {i for i, _ in send(service, "tuned", events)}
+    assert {i for i, _ in first} <= {i for i, _ in send(service, "control", events)}
+    assert not {i for i, _ in first} & replay
+
+
+def test_auto_tuning_waits_out_its_cooldown_and_keeps_a_history(service: DetectionService, clock: Clock) -> None:
+    # p-value threshold given per request (so not calibrated): more false positives, and the profile's NCD is tuned
+    override = {"config_override": {"p_value_threshold": 0.1}}
+    events = traffic.events(600, seed=1)
+    service.update_profile("tuned", {"profile": "sensitive", "auto_tune_enabled": True})
+    service.update_profile("control", {"profile": "sensitive"})
+    first = send(service, "tuned", events, **override)
+    assert [i for i, _ in first] == [i for i, _ in send(service, "control", events, **override)]
     assert len(first) >= 5, [i for i, _ in first]
     for _, anomaly in first:  # the engine's decision, replayed by the tuner from the stored metrics
         assert tuning_rule.fires(anomaly["metrics"], 0.2, 0.1)
@@ -156,6 +184,7 @@ def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no
     assert change["tune_type"] == "ncd_threshold" and change["old_value"] == 0.2
     assert max(labelled) < change["new_value"] <= 0.8
     assert "3 of 3 false positive(s) would have fired" in change["reason"]
+    assert any(tuning_rule.fires(a["metrics"], change["new_value"], 0.1) for _, a in first[3:])
 
     for _, anomaly in first[3:]:  # a burst of feedback within the cooldown changes nothing more
         service.feedback(anomaly["id"], {"feedback_type": "false_positive"}, request_id="t")
@@ -165,7 +194,7 @@ def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no
     service.feedback(first[-1][1]["id"], {"feedback_type": "false_positive", "reason": "deploy"}, request_id="t")
     tuning = service.get_tuning("tuned")
     history = tuning["tune_history"]
-    assert len(history) == 2 and history[1] == {**change, "created_at": history[1]["created_at"]}
+    assert len(history) == 2 and history[1] == change
     newest = history[0]  # newest first: the one that covers every false positive
     assert newest["old_value"] == change["new_value"]
     assert max(a["metrics"]["ncd"] for _, a in first) < newest["new_value"] <= 0.8
@@ -186,11 +215,9 @@ def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no
     }
     assert service.get_profile("control")["current_thresholds"]["ncd_threshold"] == 0.2
 
-    # The same traffic again: the control stream raises those anomalies again, the tuned one none of them.
-    replay = {i for i, _ in send(service, "tuned", events)}
-    control_replay = {i for i, _ in send(service, "control", events)}
+    replay = {i for i, _ in send(service, "tuned", events, **override)}
     raised = {i for i, _ in first}
-    assert raised <= control_replay
+    assert raised <= {i for i, _ in send(service, "control", events, **override)}
     assert not raised & replay
 
 
