@@ -499,3 +499,38 @@ def test_export_jobs_and_pdf_units() -> None:
     document = pdf([f"line {i} (with parens) and \\ backslash ü" for i in range(150)])
     assert_valid_pdf(document, "line 149")
     assert document.count(b"/Type /Page ") == 3
+
+
+def test_feedback_on_an_incident_counts_for_each_of_its_anomalies(service: DetectionService) -> None:
+    rng = random.Random(3)
+    events = traffic.events(460, seed=3) + [traffic.scanner(rng) if i % 2 else traffic.normal(rng) for i in range(80)]
+    send(service, "attacked", events)
+    incidents = service.list_incidents("attacked")["incidents"]
+    assert incidents, "the scanner burst opened no incident"
+    members = service.get_incident(incidents[0]["id"])["anomalies_total"]
+    assert members >= 2
+    service.incident_feedback(incidents[0]["id"], {"feedback_type": "dismissed"})
+    stats = service.get_tuning("attacked")["feedback_stats"]
+    assert (stats["total_feedback"], stats["dismissed"], stats["false_positives"]) == (members, members, 0)
+
+
+def test_the_embedded_transport_answers_the_new_operations(service: DetectionService) -> None:
+    from driftlock.service.api import Api
+    from driftlock.service.embedded import EmbeddedTransport
+
+    with httpx.Client(transport=EmbeddedTransport(api=Api(service)), base_url="http://embedded") as client:
+        assert client.patch(path("a/b", "/profile"), json={"profile": "strict"}).json()["success"] is True
+        assert client.get(path("a/b", "/profile")).json()["profile"] == "strict"
+        assert client.get(path("a/b", "/anchor")).json()["has_active_anchor"] is False
+        assert client.delete(path("a/b", "/anchor")).json()["success"] is True
+        refused = client.post(path("a/b", "/reset-anchor"), json={"events": traffic.events(20, seed=1)})
+        assert refused.status_code == 412 and refused.json()["error"]["code"] == "failed_precondition"
+        assert set(client.get("/v1/profiles").json()["profiles"]) == {"sensitive", "balanced", "strict", "custom"}
+        assert client.get("/v1/exports/exp_nothing").status_code == 404
+
+
+def test_profiles_need_no_key_and_a_streams_profile_does() -> None:
+    with running_server(":memory:", "--api-key", "the-key") as guarded:
+        assert guarded.get("/v1/profiles").status_code == 200
+        assert guarded.get(path("s", "/profile")).status_code == 401
+        assert guarded.get(path("s", "/profile"), headers={"X-Api-Key": "the-key"}).status_code == 404

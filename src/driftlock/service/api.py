@@ -264,7 +264,9 @@ OPERATIONS: tuple[Operation, ...] = (
         json_body=True,
     ),
     Operation("GET", "/v1/streams/{stream_id:path}", lambda a, c: {**_stream(a, c), "request_id": c.request_id}),
-    Operation("GET", "/v1/profiles", lambda a, c: {**a.service.list_profiles(), "request_id": c.request_id}),
+    Operation(  # no key needed, as in the reference: the profiles are the same for everyone
+        "GET", "/v1/profiles", lambda a, c: {**a.service.list_profiles(), "request_id": c.request_id}, auth=False
+    ),
     Operation(
         "GET",
         "/v1/exports/{job_id}",
