@@ -534,3 +534,39 @@ def test_profiles_need_no_key_and_a_streams_profile_does() -> None:
         assert guarded.get("/v1/profiles").status_code == 200
         assert guarded.get(path("s", "/profile")).status_code == 401
         assert guarded.get(path("s", "/profile"), headers={"X-Api-Key": "the-key"}).status_code == 404
+
+
+PAGE_USE_CASES = {  # the SDK page's "Common Use Cases", as written
+    "app-logs": [
+        {"timestamp": "2025-12-11T10:00:00Z", "level": "info", "message": "Request started"},
+        {"timestamp": "2025-12-11T10:00:01Z", "level": "info", "message": "Query executed"},
+        {"timestamp": "2025-12-11T10:00:02Z", "level": "error", "message": "Connection timeout"},
+    ],
+    "api-metrics": [
+        {"endpoint": "/api/users", "method": "GET", "duration_ms": 45, "status": 200},
+        {"endpoint": "/api/users", "method": "GET", "duration_ms": 52, "status": 200},
+        {"endpoint": "/api/users", "method": "GET", "duration_ms": 3000, "status": 500},
+    ],
+    "security": [
+        {"action": "login", "user": "john", "ip": "10.0.0.1", "success": True},
+        {"action": "login", "user": "jane", "ip": "10.0.0.2", "success": True},
+        {"action": "login", "user": "admin", "ip": "192.168.1.1", "success": False, "attempts": 50},
+    ],
+    "transactions": [
+        {"amount": 49.99, "merchant": "Amazon", "country": "US"},
+        {"amount": 125.00, "merchant": "Target", "country": "US"},
+        {"amount": 9999.99, "merchant": "Unknown", "country": "RU"},
+    ],
+}
+
+
+@pytest.mark.parametrize("stream_id", sorted(PAGE_USE_CASES))
+def test_the_pages_use_case_events_are_detected_on_with_any_profile(service: DetectionService, stream_id: str) -> None:
+    service.update_profile(stream_id, {"profile": "strict"})
+    answer = service.detect({"stream_id": stream_id, "events": PAGE_USE_CASES[stream_id] * 100}, request_id="t")
+    assert (answer["success"], answer["total_events"], answer["stream_id"]) == (True, 300, stream_id)
+    service.update_profile(stream_id, {"profile": "sensitive"})
+    answer = service.detect({"stream_id": stream_id, "events": PAGE_USE_CASES[stream_id]}, request_id="t")
+    assert answer["detection_ready"] is True  # sensitive: 230 events, and the stream holds 303
+    info = service.stream_info(stream_id)
+    assert info is not None and info["events_ingested"] == 303
