@@ -19,7 +19,10 @@ on, a feedback may then change one threshold:
   the reference's bounds (``autotune.go``): NCD 0.1-0.8, p 0.001-0.2.
 
 A change makes the stream's profile ``custom`` (the tuned thresholds over the sizes of the profile it
-had) and is recorded in the tuning history, newest first, with its reason.
+had) and is recorded in the tuning history, newest first, with its reason. The profile's p-value
+threshold, tuned or not, is the ceiling under which the stream's own calibration
+(:mod:`driftlock.service.calibration`) picks the level its ordinary traffic allows; lowering the ceiling
+below a false positive's p silences it at any level.
 """
 
 from __future__ import annotations
