@@ -39,6 +39,15 @@ Families (every episode kind has a meaning in each):
   failing; latency spike: processing times of seconds; credential stuffing: card testing (many small
   declined charges across cards from a few addresses); new endpoint: a payment channel and currency
   never seen.
+* ``tools``: ``shop-spans`` with the scanner, SQL injection and credential stuffing episodes replayed
+  from real tools, recorded against the demo shop served on 127.0.0.1 (``python benchmarks/families.py
+  record-tools``, Debian bookworm's dirb 2.22 with its ``small.txt`` word list, sqlmap 1.7.2 at level 2
+  on ``/search/?q=``, hydra 9.4 ``http-post-form`` on ``/login/``): what the shop received (method,
+  path, query, status, form fields, user agent), in ``benchmarks/data/tools.jsonl``. Each episode
+  replays a contiguous run of one tool's requests from a seeded starting point, interleaved with
+  ordinary shop traffic. (hydra 9.4 loops on a login that answers 401, thc-hydra issue #974: its
+  recording is the loop, stopped at TOOL_TIMEOUTS; the mapping judges method, route and status, not
+  the credentials.)
 
 Knobs (:class:`Knobs`; ``None`` draws the value from the seed, so every seed varies them):
 ``share`` of an episode's events that are its own, the rest ordinary traffic interleaved (1.0 to
@@ -51,7 +60,8 @@ routes trade places with others by the end); ``quiet``: ordinary traffic only.
 The split (:data:`TUNED` and :data:`HELD_OUT`, disjoint): TUNED_FAMILIES (``shop-spans``,
 ``sdk-logs``, ``sdk-api-metrics``) at TUNED_SEEDS (1-100) may be looked at while tuning the engine
 or the alarm rule. Everything else is held out and is only ever reported: HELD_OUT_FAMILIES
-(``sdk-security``, ``sdk-transactions``) at every seed, and HELD_OUT_SEEDS (101-110) of every family.
+(``sdk-security``, ``sdk-transactions``, ``tools``) at every seed, and HELD_OUT_SEEDS (101-110) of
+every family.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -98,7 +108,7 @@ RATES = (0.5, 200.0)
 EPOCH = 1_772_323_200.0  # 2026-03-01T00:00:00Z: simulated streams start here
 
 TUNED_FAMILIES = ("shop-spans", "sdk-logs", "sdk-api-metrics")
-HELD_OUT_FAMILIES = ("sdk-security", "sdk-transactions")
+HELD_OUT_FAMILIES = ("sdk-security", "sdk-transactions", "tools")
 TUNED_SEEDS = range(1, 101)
 HELD_OUT_SEEDS = range(101, 111)
 
@@ -1000,9 +1010,18 @@ SHOP_LATENCY_CAP = 40
 episodes last at most this many requests, which keeps a run within minutes."""
 
 
-def shop_plan(seed: int, knobs: Knobs) -> tuple[list[tuple[scenarios.Request, str | None]], list[Slot], list[Episode], dict[str, Any]]:  # fmt: skip
-    """The shop's requests with the fault each suffers, the slots, episodes and drawn knobs."""
-    rng = random.Random(f"shop-spans/{seed}")
+def shop_plan(seed: int, knobs: Knobs, family: str = "shop-spans") -> tuple[list[tuple[scenarios.Request, str | None]], list[Slot], list[Episode], dict[str, Any]]:  # fmt: skip
+    """The shop's requests with the fault each suffers, the slots, episodes and drawn knobs. In the
+    ``tools`` family, the episodes of TOOL_KINDS replay the recorded tool's requests, in the order
+    it sent them, from a seeded starting point."""
+    rng = random.Random(f"{family}/{seed}")
+    recorded = {}
+    if family == "tools":
+        from driftlock.events import path_excluded
+
+        recorded = {tool: [r for r in requests if not path_excluded(r.path.split("?")[0], scenarios.EXCLUDED)]
+                    for tool, requests in load_tools().items()}  # fmt: skip
+    cursor: dict[str, int] = {}
     rate = knobs.rate or _log_uniform(rng, *RATES)
     drift = knobs.drift if knobs.drift is not None else rng.choice((0.0, 0.0, 0.5, 1.0))
     slots, episodes, drawn = layout(random.Random(rng.random()), knobs, caps={"latency_spike": SHOP_LATENCY_CAP})
@@ -1017,6 +1036,11 @@ def shop_plan(seed: int, knobs: Knobs) -> tuple[list[tuple[scenarios.Request, st
             shoppers.weights["search"] = round((1 - d) * start["search"] + d * start["product"])
         if slot.own and slot.kind in scenarios.FAULTS:
             requests.append((shoppers.request(), scenarios.FAULTS[slot.kind]))
+        elif slot.own and slot.kind in TOOL_KINDS and recorded:
+            sent = recorded[TOOL_KINDS[slot.kind]]
+            at = cursor.setdefault(slot.kind, rng.randrange(len(sent)))
+            requests.append((replace(sent[at % len(sent)], kind=slot.kind), None))
+            cursor[slot.kind] = at + 1
         elif slot.own and slot.kind:
             requests.append((scenarios.episode_request(slot.kind, rng), None))
         else:
@@ -1025,16 +1049,16 @@ def shop_plan(seed: int, knobs: Knobs) -> tuple[list[tuple[scenarios.Request, st
     return requests, slots, episodes, settings
 
 
-def shop_generate(seed: int, knobs: Knobs) -> LabelledStream:
-    requests, slots, episodes, settings = shop_plan(seed, knobs)
+def shop_generate(seed: int, knobs: Knobs, family: str = "shop-spans") -> LabelledStream:
+    requests, slots, episodes, settings = shop_plan(seed, knobs, family)
     spans = Shop.get().run(requests)
     if len(spans) != len(requests):
-        raise RuntimeError(f"shop-spans seed {seed}: {len(spans)} spans for {len(requests)} requests")
-    rng = random.Random(f"shop-spans/{seed}/times")
+        raise RuntimeError(f"{family} seed {seed}: {len(spans)} spans for {len(requests)} requests")
+    rng = random.Random(f"{family}/{seed}/times")
     times = arrivals(rng, len(spans), settings["rate"])
     own = [s.kind if s.own else None for s in slots]
     return LabelledStream(
-        "shop-spans", seed, [ours(s) for s in spans], times, episodes, own, settings, naive=[naive(s) for s in spans]
+        family, seed, [ours(s) for s in spans], times, episodes, own, settings, naive=[naive(s) for s in spans]
     )
 
 
@@ -1049,7 +1073,7 @@ _SDK = {
         SdkFamily("sdk-transactions", transactions_ordinary, transactions_anomalous, catalogue="merchants"),
     )
 }
-FAMILIES = ("shop-spans", *_SDK)
+FAMILIES = ("shop-spans", *_SDK, "tools")
 TUNED = tuple((f, s) for f in TUNED_FAMILIES for s in TUNED_SEEDS if not is_held_out(f, s))
 HELD_OUT = tuple((f, s) for f in FAMILIES for s in (*TUNED_SEEDS, *HELD_OUT_SEEDS) if is_held_out(f, s))
 
@@ -1057,8 +1081,8 @@ HELD_OUT = tuple((f, s) for f in FAMILIES for s in (*TUNED_SEEDS, *HELD_OUT_SEED
 def generate(family: str, seed: int, knobs: Knobs | None = None) -> LabelledStream:
     """The labelled stream of ``family`` for ``seed``; equal arguments give equal streams."""
     knobs = knobs or Knobs()
-    if family == "shop-spans":
-        return shop_generate(seed, knobs)
+    if family in ("shop-spans", "tools"):
+        return shop_generate(seed, knobs, family)
     if family not in _SDK:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     return _SDK[family].generate(seed, knobs)
@@ -1067,3 +1091,155 @@ def generate(family: str, seed: int, knobs: Knobs | None = None) -> LabelledStre
 def own_events(stream: LabelledStream, kind: str) -> Iterator[dict[str, Any]]:
     """The events of ``stream`` that are episodes' own events of ``kind``."""
     return (e for e, k in zip(stream.events, stream.own, strict=True) if k == kind)
+
+
+# -- real tools: recorded against the demo shop on 127.0.0.1, replayed into ordinary traffic ---------------
+
+TOOLS_DATA = Path(__file__).resolve().parent / "data" / "tools.jsonl"
+TOOL_KINDS = {"scanner": "dirb", "sql_injection": "sqlmap", "credential_stuffing": "hydra"}
+"""The ``tools`` family's episodes of these kinds replay what the tool sent; the other kinds are the
+shop's own (faults, the new endpoint), as in ``shop-spans``."""
+TOOL_RECORD_CAP = {"dirb": 500, "sqlmap": 400, "hydra": 200}
+"""Requests kept per tool in the recording (the first ones), so it stays small."""
+
+
+def load_tools(path: Path = TOOLS_DATA) -> dict[str, list[scenarios.Request]]:
+    """The recorded requests of each tool, in the order the shop received them."""
+    import json
+
+    out: dict[str, list[scenarios.Request]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        target = row["path"] + ("?" + row["query"] if row["query"] else "")
+        out.setdefault(row["tool"], []).append(scenarios.Request(row["method"], target, row["form"] or None))
+    return out
+
+
+class _Recorder:
+    """WSGI middleware: what the shop received (method, path, query, status, form fields, agent)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.tool = ""
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        import io
+        from urllib.parse import parse_qsl
+
+        form: dict[str, str] = {}
+        if environ["REQUEST_METHOD"] == "POST":
+            raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(raw)
+            if "urlencoded" in environ.get("CONTENT_TYPE", ""):
+                form = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+        status: list[int] = []
+
+        def respond(line: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(int(line.split()[0]))
+            return start_response(line, headers, exc_info)
+
+        result = self.app(environ, respond)
+        path = quote(
+            environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace"), safe="/:@!$&'()*+,;=-._~"
+        )
+        self.rows.append({
+            "tool": self.tool, "method": environ["REQUEST_METHOD"], "path": path,
+            "query": environ.get("QUERY_STRING", ""), "status": status[0] if status else None, "form": form,
+            "user_agent": environ.get("HTTP_USER_AGENT", ""),
+        })  # fmt: skip
+        return result
+
+
+def _run_bounded(cmd: list[str], timeout: float) -> bool:
+    """Run a tool in its own session; kill its whole process group after ``timeout``. True if it ended by itself."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return False
+
+
+TOOL_TIMEOUTS = {"dirb": 120.0, "sqlmap": 240.0, "hydra": 20.0}
+
+
+def record_tools(out: Path = TOOLS_DATA, tools: tuple[str, ...] = tuple(TOOL_TIMEOUTS)) -> dict[str, Any]:
+    """Run dirb, sqlmap and hydra (Debian packages) against the demo shop served on 127.0.0.1 and
+    write what it received, the first TOOL_RECORD_CAP requests of each tool, as JSON lines. Never any other
+    host: the shop listens on 127.0.0.1 only, and every tool is given that address. Each tool is
+    bounded (its word lists, and TOOL_TIMEOUTS)."""
+    import json
+    import logging
+    import shutil
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    os.environ.update(DJANGO_SETTINGS_MODULE="driftlock.demo.shop.settings", DRIFTLOCK_ENABLED="false")
+    os.environ.pop("DRIFTLOCK_DEMO_FAULTS", None)
+    from django.core.wsgi import get_wsgi_application
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    recorder = _Recorder(get_wsgi_application())
+    logging.getLogger("django.request").setLevel(logging.CRITICAL)  # 404s and 401s are the point
+    server = make_server("127.0.0.1", 0, recorder, server_class=Server, handler_class=Quiet)
+    port = server.server_address[1]
+    base = f"http://127.0.0.1:{port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    work = Path(tempfile.mkdtemp(prefix="driftlock-tools-"))
+    users = work / "users.txt"
+    users.write_text(
+        "\n".join(f"{n}{i}" for n in ("admin", "root", "support", "test", "info") for i in range(6)) + "\n"
+    )
+    passwords = work / "passwords.txt"
+    passwords.write_text("\n".join(["123456", "password", "qwerty", "letmein", "P@ssw0rd", "welcome1", "admin"]) + "\n")
+    commands = {
+        "dirb": ["dirb", base + "/", "/usr/share/dirb/wordlists/small.txt", "-r", "-S", "-w"],
+        "sqlmap": ["sqlmap", "-u", base + "/search/?q=shoes", "--batch", "--level", "2", "--risk", "1",
+                   "--flush-session", "--output-dir", str(work / "sqlmap"), "--disable-coloring"],
+        "hydra": ["hydra", "-L", str(users), "-P", str(passwords), "-t", "4", "-s", str(port), "127.0.0.1",
+                  "http-post-form", "/login/:username=^USER^&password=^PASS^:F=invalid credentials"],
+    }  # fmt: skip
+    summary: dict[str, Any] = {}
+    kept: list[dict[str, Any]] = []
+    try:
+        for tool in tools:
+            cmd = commands[tool]
+            if shutil.which(cmd[0]) is None:
+                raise SystemExit(f"{cmd[0]} is not installed: apt-get install {cmd[0]}")
+            recorder.tool = tool
+            before = len(recorder.rows)
+            ended = _run_bounded(cmd, TOOL_TIMEOUTS[tool])
+            rows = recorder.rows[before:]
+            summary[tool] = {"requests": len(rows), "ended by itself": ended}
+            kept += rows[: TOOL_RECORD_CAP[tool]]
+    finally:
+        server.shutdown()
+        server.server_close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in kept))
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["record-tools"]:
+        raise SystemExit("usage: python benchmarks/families.py record-tools [OUT.jsonl [TOOL ...]]")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    target = Path(sys.argv[2]) if len(sys.argv) > 2 else TOOLS_DATA
+    print(record_tools(target, tuple(sys.argv[3:]) or tuple(TOOL_TIMEOUTS)))

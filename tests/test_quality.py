@@ -20,7 +20,7 @@ from driftlock.demo.scoring import Episode, detection_positions, score, score_ra
 from driftlock.engine import DetectionService
 from tests.support import ROOT, clean_env
 
-SDK = [f for f in F.FAMILIES if f != "shop-spans"]
+SDK = [f for f in F.FAMILIES if f not in ("shop-spans", "tools")]
 SMALL = F.Knobs(warmup=100, gap=40, length=30, routes=20, rate=10.0, drift=0.0)
 
 
@@ -199,6 +199,27 @@ def test_shop_faults_fall_on_their_episodes_own_requests_and_latency_spikes_are_
     assert spike.end - spike.start + 1 == F.SHOP_LATENCY_CAP
     assert all(e.end - e.start + 1 == 120 for e in episodes if e.kind != "latency_spike")
     assert not any(r.path.startswith(scenarios.EXCLUDED) for r, _ in requests)  # every request is an event
+
+
+def test_tools_episodes_replay_what_the_tools_sent_in_order() -> None:
+    recorded = F.load_tools()
+    assert set(recorded) == set(F.TOOL_KINDS.values()) and all(recorded.values())
+    assert len({r.path for r in recorded["dirb"]}) > len(recorded["dirb"]) * 0.9  # a word list, path by path
+    injected = [unquote(r.path) for r in recorded["sqlmap"]]
+    assert sum(1 for q in injected if any(m in q for m in INJECTED)) > len(injected) * 0.8
+    assert all(r.method == "POST" and r.path == "/login/" for r in recorded["hydra"] if r.method == "POST")
+    requests, _, episodes, _ = F.shop_plan(4, F.Knobs(length=50, share=1.0), "tools")
+    for episode in episodes:
+        sent = [r for r, _ in requests[episode.start : episode.end + 1]]
+        if episode.kind in F.TOOL_KINDS:
+            tool = recorded[F.TOOL_KINDS[episode.kind]]
+            keys = [(r.method, r.path, r.data) for r in tool]
+            first = keys.index((sent[0].method, sent[0].path, sent[0].data))
+            expected = [keys[(first + i) % len(keys)] for i in range(len(sent))]
+            if episode.kind != "credential_stuffing":  # hydra repeats itself: index() finds the first copy
+                assert [(r.method, r.path, r.data) for r in sent] == expected
+            assert all(r.kind == episode.kind for r in sent)
+    assert F.shop_plan(4, F.Knobs(), "tools")[0] != F.shop_plan(4, F.Knobs(), "shop-spans")[0]
 
 
 def test_shop_spans_go_through_the_real_instrumentation_and_both_mappings() -> None:
