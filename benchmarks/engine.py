@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import traffic
 
-from driftlock.engine import DetectionService
 from driftlock.engine import stream as engine_stream
 from driftlock.engine.cbad import Detection
 from driftlock.engine.settings import DetectionSettings
+from driftlock.service import DetectionService
 
 BATCH = 100
 OVERRIDE = {"profile": "balanced", "permutation_count": 300}

@@ -13,8 +13,9 @@ from the seed unless fixed by the options); and a quiet run of ordinary traffic 
 Every stream goes through the embedded engine (``DetectionService().detect``, batches of 100, the
 profile's sizes). Two outputs are scored (``driftlock.demo.scoring``):
 
-* alarms, what the application is told (:class:`Told`: the service's ``incident.opened`` marks when
-  the response has them, else ``driftlock.alarms`` as the exporter raises them): recall per kind,
+* alarms, what the application is told (:class:`Told`: the anomaly whose ``incident.opened`` is true,
+  as the detection service marks them; for an API that marks none, ``driftlock.alarms`` as the
+  exporter's per-process fallback raises them): recall per kind,
   false alarms per 10,000 ordinary events, delay from an episode's start in events and seconds;
 * raw detections, every anomalous detection ``detect()`` returns: recall per kind, anomalous
   detections on ordinary traffic per 10,000 ordinary events and as a share of the detections run
@@ -47,8 +48,8 @@ from benchmarks import families as F  # noqa: E402
 
 from driftlock.alarms import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS, IncidentTracker  # noqa: E402
 from driftlock.demo.scoring import RawScore, Score, detection_positions, score, score_raw  # noqa: E402
-from driftlock.engine import DetectionService  # noqa: E402
 from driftlock.engine.settings import PROFILES, resolve_settings  # noqa: E402
+from driftlock.service import DetectionService  # noqa: E402
 
 BATCH = 100
 STREAM = "q"
@@ -97,7 +98,7 @@ def detect(events: list[dict[str, Any]], override: dict[str, Any], told: Told) -
         anomalous += [offset + int(a["index"]) for a in found]
         alarms += told(found, offset)
     took = time.perf_counter() - started
-    settings = resolve_settings(override)
+    settings = resolve_settings({k: v for k, v in override.items() if k != "confirmations"})
     run = detection_positions(len(events), baseline=settings.baseline_size, window=settings.window_size,
                               hop=settings.hop_size)  # fmt: skip
     info = service.stream_info(STREAM)
@@ -136,13 +137,16 @@ def run_stream(
 ) -> str:
     window = PROFILES[args.profile].window_size
     override = {"profile": args.profile, **args.override}
+    if args.confirmations is not None:
+        override["confirmations"] = args.confirmations
+    confirmations = args.confirmations or DEFAULT_CONFIRMATIONS
     mappings = {"ours": stream.events}
     if stream.naive is not None and "naive" in args.mappings:
         mappings["naive"] = stream.naive
     notes = []
     for name, events in mappings.items():
         t = tally(name)
-        found = detect(events, override, Told(window=window, confirmations=args.confirmations, p_value=args.alarm_p))
+        found = detect(events, override, Told(window=window, confirmations=confirmations, p_value=args.alarm_p))
         s = score(stream.episodes, found.told, window=window, normal_events=stream.normal_events, times=stream.times)
         raw = score_raw(stream.episodes, found.anomalous, found.detections, window=window,
                         normal_events=stream.normal_events, times=stream.times)  # fmt: skip
@@ -157,7 +161,7 @@ def run_stream(
         notes.append(f"{name} {s.found}/{len(s.episodes)} alarms, {raw.found} raw, {s.false_alarms} false")
         if quiet is not None:
             q_events = quiet.naive if name == "naive" and quiet.naive is not None else quiet.events
-            q = detect(q_events, override, Told(window=window, confirmations=args.confirmations, p_value=args.alarm_p))
+            q = detect(q_events, override, Told(window=window, confirmations=confirmations, p_value=args.alarm_p))
             t.quiet_alarms += len(q.told)
             t.quiet_events += len(q_events)
             t.quiet_detections += len(q.detections)
@@ -214,8 +218,8 @@ def report(tallies: dict[tuple[str, str, str], Tally], args: argparse.Namespace,
         return t if t is not None and (t.scores or t.quiet_events) else None
 
     settings = {"profile": args.profile, **args.override}
-    print(f"\nquality, {settings}, alarms: CONFIRMATIONS {args.confirmations} at p <= {args.alarm_p} "
-          f"(or the service's incidents), window {window}; seeds: tuned {args.tuned_seeds[0]}-{args.tuned_seeds[-1]}, "
+    print(f"\nquality, {settings}, alarms: the incidents the service opened (confirmations "
+          f"{args.confirmations or DEFAULT_CONFIRMATIONS} at p <= {ALARM_P_VALUE}), window {window}; seeds: tuned {args.tuned_seeds[0]}-{args.tuned_seeds[-1]}, "
           f"held-out {args.held_seeds[0]}-{args.held_seeds[-1]}; quiet runs {args.quiet} events")  # fmt: skip
     print("alarms = what the application is told; raw = anomalous detections detect() returns; "
           "delay = median from episode start, of found episodes\n")  # fmt: skip
@@ -318,9 +322,16 @@ def main() -> None:
     parser.add_argument("--split", default="both", choices=("tuned", "held-out", "both"))
     parser.add_argument("--profile", default="balanced", choices=sorted(PROFILES))
     parser.add_argument(
-        "--confirmations", type=int, default=DEFAULT_CONFIRMATIONS, help="alarm rule, until the service decides"
+        "--confirmations",
+        type=int,
+        help=f"the incident rule's, sent in config_override (default: the service's, {DEFAULT_CONFIRMATIONS})",
     )
-    parser.add_argument("--alarm-p", type=float, default=ALARM_P_VALUE, help="p-value a confirming detection needs")
+    parser.add_argument(
+        "--alarm-p",
+        type=float,
+        default=ALARM_P_VALUE,
+        help="p-value a confirming detection needs, for APIs that mark no incidents",
+    )
     parser.add_argument("--quiet", type=int, default=3000, help="events of ordinary traffic alone per seed; 0: none")
     parser.add_argument("--override", type=json.loads, default={}, help="detection settings, JSON")
     parser.add_argument("--mappings", default="ours,naive", help="shop-spans: comma-separated, of: ours, naive")

@@ -7,10 +7,11 @@ from collections import Counter
 
 import pytest
 
-from driftlock.engine import DetectionService, analyse, event_bytes, resolve_settings, tokenize
+from driftlock.engine import analyse, event_bytes, resolve_settings, tokenize
 from driftlock.engine.cbad import _slice_figures, event_scores, pool_scores
 from driftlock.engine.explain import log_poisson_tail, surging
 from driftlock.engine.stream import StreamState, ingest
+from driftlock.service import DetectionService
 from tests import traffic
 
 BALANCED = resolve_settings(None)

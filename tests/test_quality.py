@@ -17,7 +17,7 @@ from benchmarks.quality import Told, detect
 
 from driftlock.demo import scenarios
 from driftlock.demo.scoring import Episode, detection_positions, score, score_raw
-from driftlock.engine import DetectionService
+from driftlock.service import DetectionService
 from tests.support import ROOT, clean_env
 
 SDK = [f for f in F.FAMILIES if f not in ("shop-spans", "tools")]

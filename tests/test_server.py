@@ -66,10 +66,9 @@ def test_detect_anomalies_streams_feedback_and_metrics(server: ServerProcess) ->
     assert stream["anomaly_count"] == body["anomaly_count"] and stream["last_event_at"].endswith("Z")
     assert "srv-a" in [s["stream_id"] for s in server.get("/v1/streams").json()["streams"]]
 
-    metrics = server.get("/metrics").text
-    assert 'driftlock_stream_events_total{stream_id="srv-a"} 485' in metrics
-    assert f'driftlock_stream_anomalies_total{{stream_id="srv-a"}} {body["anomaly_count"]}' in metrics
-    assert 'driftlock_detection_seconds_count{stream_id="srv-a"} 2' in metrics
+    metrics = server.get("/metrics").text  # aggregate only: stream ids are chosen by clients, without bound
+    events = next(line for line in metrics.splitlines() if line.startswith("driftlock_events_processed_total"))
+    assert int(float(events.split()[-1])) >= 485 and "srv-a" not in metrics
 
 
 @pytest.mark.parametrize(

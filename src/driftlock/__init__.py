@@ -4,7 +4,13 @@ Public names are re-exported here; this module never imports Django or Celery.
 """
 
 from driftlock._version import __version__
-from driftlock.anomalies import SpanDetails, add_anomaly_handler, remove_anomaly_handler
+from driftlock.anomalies import (
+    SpanDetails,
+    add_anomaly_handler,
+    add_incident_handler,
+    remove_anomaly_handler,
+    remove_incident_handler,
+)
 from driftlock.client import AnomalyPage, DriftlockClient, DriftlockSyncClient, Health
 from driftlock.config import Config
 from driftlock.exceptions import (
@@ -16,7 +22,7 @@ from driftlock.exceptions import (
     DriftlockValidationError,
 )
 from driftlock.exporter import DriftlockSpanExporter
-from driftlock.models import Anomaly, AnomalyMetrics, Calibration, DetectionResult
+from driftlock.models import Anomaly, AnomalyMetrics, Calibration, DetectionResult, Incident, IncidentMark
 from driftlock.setup import configure
 
 __all__ = [
@@ -36,9 +42,13 @@ __all__ = [
     "DriftlockSyncClient",
     "DriftlockValidationError",
     "Health",
+    "Incident",
+    "IncidentMark",
     "SpanDetails",
     "__version__",
     "add_anomaly_handler",
+    "add_incident_handler",
     "configure",
     "remove_anomaly_handler",
+    "remove_incident_handler",
 ]

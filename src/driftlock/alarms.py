@@ -1,13 +1,10 @@
-"""From anomalous detections to alarms: confirmed, and once per incident.
+"""Alarms counted by one process: the fallback for an API that marks no incidents.
 
-A detection judges a window of recent events and runs again every few events, so one incident makes
-several anomalous detections in a row, while a p <= 0.05 test flags about one ordinary window in
-twenty by chance, and, since windows overlap, one chance fluctuation flags several neighbours at once.
-An alarm is therefore raised when ``confirmations`` anomalous detections, each at p <= ALARM_P_VALUE,
-fall within one window of events; anomalies within a window after an alarm raise nothing more, so an
-incident that goes on is recalled about once a window, and a chance alarm just before a real incident
-does not swallow it. The exporter applies this before it logs or calls handlers; the API's answers,
-and the client's, still list every anomalous detection. Figures: README, "Detection quality".
+The detection service decides incidents for a whole stream (:mod:`driftlock.service.incidents`).
+Against an API that does not, the exporter applies the same confirmation rule to the anomalies that
+come back for its own batches: an alarm when ``confirmations`` anomalous detections, each at
+p <= ALARM_P_VALUE, fall within one window of events, and none more within a window after it. Each
+process then sees only its share of the stream, which is why the service's incidents are the rule.
 """
 
 from __future__ import annotations
@@ -17,18 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftlock.engine.settings import PROFILES
+from driftlock.service.incidents import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS
 
 __all__ = ["ALARM_P_VALUE", "DEFAULT_CONFIRMATIONS", "DEFAULT_WINDOW", "IncidentTracker", "raised", "window_for"]
 
-DEFAULT_WINDOW = 50
-DEFAULT_CONFIRMATIONS = 3
-"""Three of the five detections that see a 50-event window (hop 10). On ``benchmarks/quality.py``
-(10 seeds) 2 confirmations at p <= 0.02 found every episode too, with a median delay of 30 events
-rather than 41, but raised 2.4 false alarms per 10,000 events of ordinary traffic alone (0.7 now)."""
-ALARM_P_VALUE = 0.01
-"""With more than one confirmation, a detection confirms an incident only at p <= this. Windows
-overlap, so one chance fluctuation of ordinary traffic makes several neighbouring detections at
-p of 0.01 to 0.05; real incidents measured here reach p <= 0.01 (most p = 0)."""
+DEFAULT_WINDOW = PROFILES["balanced"].window_size
 
 
 def window_for(config_override: Mapping[str, Any] | None) -> int:

@@ -1,6 +1,10 @@
-"""How anomalies reach the application: a log line, the ON_ANOMALY callable, and registered handlers.
+"""How incidents reach the application: a log line, the ON_ANOMALY callable, and registered handlers.
 
-Handlers run on the export thread. A handler that raises is logged and the others still run.
+The detection service opens incidents and marks, in its answer, the anomaly that opened each one:
+the process that sent that batch tells its handlers, once (``add_anomaly_handler``: called as
+``f(anomaly, span)`` with the opening anomaly). Handlers added with ``add_incident_handler`` also
+hear when an incident resolves (``f(incident, span)``, ``incident.change`` says which). Handlers run
+on the export thread. A handler that raises is logged and the others still run.
 """
 
 from __future__ import annotations
@@ -12,15 +16,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftlock.events import SpanRecord
-from driftlock.models import Anomaly
+from driftlock.models import Anomaly, Incident
 
-__all__ = ["SpanDetails", "add_anomaly_handler", "dispatch", "remove_anomaly_handler"]
+__all__ = [
+    "SpanDetails",
+    "add_anomaly_handler",
+    "add_incident_handler",
+    "dispatch",
+    "dispatch_incident",
+    "remove_anomaly_handler",
+    "remove_incident_handler",
+]
 
 logger = logging.getLogger("driftlock.anomalies")
 _internal = logging.getLogger("driftlock.exporter")
 
 Handler = Callable[[Anomaly, "SpanDetails"], Any]
+IncidentHandler = Callable[[Incident, "SpanDetails | None"], Any]
 _handlers: list[Handler] = []
+_incident_handlers: list[IncidentHandler] = []
 _lock = threading.Lock()
 
 
@@ -70,25 +84,70 @@ def remove_anomaly_handler(handler: Handler) -> None:
             _handlers.remove(handler)
 
 
-def dispatch(anomaly: Anomaly, span: SpanDetails, on_anomaly: Handler | None = None) -> None:
-    """Log the anomaly, then call ON_ANOMALY and the registered handlers; never raises."""
+def add_incident_handler(handler: IncidentHandler) -> None:
+    """Call ``handler(incident, span)`` when an incident opens and when it resolves. Idempotent."""
+    with _lock:
+        if handler not in _incident_handlers:
+            _incident_handlers.append(handler)
+
+
+def remove_incident_handler(handler: IncidentHandler) -> None:
+    with _lock:
+        if handler in _incident_handlers:
+            _incident_handlers.remove(handler)
+
+
+def _call(handler: Callable[..., Any], *args: Any) -> None:
+    try:
+        handler(*args)
+    except Exception:
+        _internal.exception("Driftlock handler %r raised; continuing", handler)
+
+
+def dispatch(
+    anomaly: Anomaly, span: SpanDetails, on_anomaly: Handler | None = None, incident: Incident | None = None
+) -> None:
+    """Log the incident that ``anomaly`` opened, then call ON_ANOMALY and the handlers; never raises."""
     m = anomaly.metrics
+    routes = ", ".join(incident.routes) if incident and incident.routes else (span.route or span.name)
     logger.warning(
-        "Driftlock anomaly in stream %s at %s: %s (NCD %.3f, p=%.3f, trace %s)",
+        "Driftlock incident %sopened in stream %s (%s): %s (NCD %.3f, p=%.3f, trace %s)",
+        f"{incident.id} " if incident else "",
         span.stream_id,
-        span.route or span.name,
+        routes,
         anomaly.why,
         m.ncd if m.ncd is not None else float("nan"),
         m.p_value if m.p_value is not None else float("nan"),
         span.trace_id,
-        extra={"driftlock_stream": span.stream_id, "trace_id": span.trace_id, "anomaly_id": anomaly.id},
+        extra={
+            "driftlock_stream": span.stream_id,
+            "trace_id": span.trace_id,
+            "anomaly_id": anomaly.id,
+            "incident_id": incident.id if incident else None,
+        },
     )
     with _lock:
         handlers = list(_handlers)
+        incident_handlers = list(_incident_handlers)
     if on_anomaly is not None:
         handlers.insert(0, on_anomaly)
     for handler in handlers:
-        try:
-            handler(anomaly, span)
-        except Exception:
-            _internal.exception("Driftlock anomaly handler %r raised; continuing", handler)
+        _call(handler, anomaly, span)
+    if incident is not None:
+        for incident_handler in incident_handlers:
+            _call(incident_handler, incident, span)
+
+
+def dispatch_incident(incident: Incident, span: SpanDetails | None = None) -> None:
+    """Tell the incident handlers that ``incident`` resolved; never raises."""
+    logger.info(
+        "Driftlock incident %s resolved in stream %s after %d anomalous detections",
+        incident.id,
+        incident.stream_id,
+        incident.anomaly_count,
+        extra={"driftlock_stream": incident.stream_id, "incident_id": incident.id},
+    )
+    with _lock:
+        handlers = list(_incident_handlers)
+    for handler in handlers:
+        _call(handler, incident, span)

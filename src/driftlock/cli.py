@@ -75,7 +75,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("driftlock demo: --duration must be a positive number of seconds", file=sys.stderr)
         return 2
-    return demo(args.seed, args.duration, args.json)
+    if args.workers < 1:
+        print("driftlock demo: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return demo(args.seed, args.duration, args.json, args.workers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=1, help="traffic seed (default: %(default)s)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)")
     demo.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
+    demo.add_argument(
+        "--workers", type=int, default=2, help="gunicorn worker processes of the shop (default: %(default)s)"
+    )
     demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

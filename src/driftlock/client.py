@@ -92,9 +92,9 @@ class _ClientBase:
     def _transport_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
         if not self._embedded:
             return {}
-        from driftlock.engine.service import embedded_transport
+        from driftlock.service.embedded import EmbeddedTransport
 
-        return {"transport": embedded_transport(asynchronous=asynchronous)}
+        return {"transport": EmbeddedTransport(self.config.embedded_db)}
 
     @staticmethod
     def _anomaly_path(anomaly_id: str, suffix: str = "") -> str:

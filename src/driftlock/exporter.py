@@ -6,8 +6,11 @@ settings then come from ``DRIFTLOCK_*`` variables and, once Django is configured
 dict, resolved at the first export. ``export()`` never raises and never outlives TIMEOUT; what it
 cannot deliver is counted in ``dropped_events``.
 
-Anomalies become alarms (the log line, ON_ANOMALY, handlers, the Django signal) once confirmed and
-once per incident: see :mod:`driftlock.alarms` and CONFIRMATIONS.
+What the application is told (the log line, ON_ANOMALY, handlers, the Django signal) is the
+incidents the detection service opens: the service decides them for the whole stream and marks the
+anomaly that opened each one, so exactly one process, the one that sent that batch, tells its
+handlers. Against an API that marks no incidents, this process applies the same rule to its own
+share of the stream (:mod:`driftlock.alarms`) and says once in the log that alarms are then per process.
 
 Two rules keep a failing API from costing the application anything (the practice of Sentry's and
 Elastic's transports): after a failed export, batches are dropped without a try for a pause that
@@ -31,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from driftlock.alarms import DEFAULT_CONFIRMATIONS, IncidentTracker, window_for
-from driftlock.anomalies import SpanDetails, dispatch
+from driftlock.anomalies import SpanDetails, dispatch, dispatch_incident
 from driftlock.client import DriftlockSyncClient
 from driftlock.config import Config
 from driftlock.events import SDK_SPAN_KINDS, SpanRecord, record_from_sdk_span, span_to_event, stream_for
 from driftlock.exceptions import DriftlockError, DriftlockRateLimitError, DriftlockValidationError
+from driftlock.models import DetectionResult
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -88,8 +92,9 @@ class DriftlockSpanExporter(SpanExporter):
         self._failures = 0
         self._paused_until = 0.0
         self._closing_deadline: float | None = None
-        self._streams: dict[str, tuple[IncidentTracker, int]] = {}  # stream -> (incidents, events sent)
+        self._streams: dict[str, tuple[IncidentTracker, int]] = {}  # per-process fallback: (incidents, sent)
         self._streams_lock = threading.Lock()
+        self._warned_per_process = False
         _live.add(self)
         # Registered after the tracer provider's own exit hook (the provider exists first), so it runs
         # before the provider shuts down and drains its queue through this exporter.
@@ -173,6 +178,7 @@ class DriftlockSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         client = self._get_client()
         callback = config.anomaly_callback()
+        override = _override(config)
         ok = True
         for stream_id, items in batches.items():
             remaining = deadline - time.monotonic()
@@ -181,7 +187,9 @@ class DriftlockSpanExporter(SpanExporter):
                 ok = False
                 continue
             try:
-                result = client.detect([event for _, event in items], stream_id=stream_id, timeout=remaining)
+                result = client.detect(
+                    [event for _, event in items], stream_id=stream_id, config_override=override, timeout=remaining
+                )
             except DriftlockError as exc:
                 self._count_dropped(len(items), str(exc))
                 if not isinstance(exc, DriftlockValidationError):  # a bad batch says nothing of the API
@@ -190,18 +198,46 @@ class DriftlockSpanExporter(SpanExporter):
                 continue
             self._failures = 0
             self.exported_events += len(items)
+            self._tell(result, stream_id, items, config, callback)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _tell(
+        self,
+        result: DetectionResult,
+        stream_id: str,
+        items: list[tuple[SpanRecord, dict[str, Any]]],
+        config: Config,
+        callback: Any,
+    ) -> None:
+        """Dispatch the incidents this batch opened (and resolved) to the application's handlers."""
+        anomalies = [a for a in sorted(result.anomalies, key=lambda a: a.index) if 0 <= a.index < len(items)]
+        if result.incidents is None:
+            if not self._warned_per_process:
+                self._warned_per_process = True
+                logger.warning(
+                    "The Driftlock API at %s marks no incidents: alarms are counted by each process on its "
+                    "own share of a stream (CONFIRMATIONS %d)",
+                    config.api_root,
+                    config.confirmations or DEFAULT_CONFIRMATIONS,
+                )
             with self._streams_lock:  # SimpleSpanProcessor exports from many request threads
                 tracker, sent = self._stream(stream_id, config)
-                alarms = [
-                    a
-                    for a in sorted(result.anomalies, key=lambda a: a.index)
-                    if 0 <= a.index < len(items) and tracker.observe(sent + a.index, a.metrics.p_value)
-                ]
+                alarms = [a for a in anomalies if tracker.observe(sent + a.index, a.metrics.p_value)]
                 self._streams[stream_id] = (tracker, sent + len(items))
             for anomaly in alarms:
                 record, event = items[anomaly.index]
                 dispatch(anomaly, SpanDetails.of(record, stream_id, event), callback)
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+            return
+        incidents = {i.id: i for i in result.incidents}
+        for anomaly in anomalies:
+            if anomaly.incident is not None and anomaly.incident.opened:
+                record, event = items[anomaly.index]
+                dispatch(
+                    anomaly, SpanDetails.of(record, stream_id, event), callback, incidents.get(anomaly.incident.id)
+                )
+        for incident in result.incidents:
+            if incident.change == "resolved":
+                dispatch_incident(incident)
 
     def _stream(self, stream_id: str, config: Config) -> tuple[IncidentTracker, int]:
         """This stream's incident tracker and the events sent to it so far (under ``_streams_lock``)."""
@@ -272,6 +308,13 @@ class DriftlockSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Nothing is buffered here (the span processor holds the queue)."""
         return True
+
+
+def _override(config: Config) -> dict[str, Any] | None:
+    """CONFIG_OVERRIDE, with CONFIRMATIONS when it is set: the service applies the incident rule."""
+    if config.confirmations is None:
+        return dict(config.config_override) if config.config_override else None
+    return {**(config.config_override or {}), "confirmations": config.confirmations}
 
 
 class DriftlockBatchSpanProcessor(BatchSpanProcessor):

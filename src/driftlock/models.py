@@ -18,6 +18,8 @@ __all__ = [
     "AnomalyMetrics",
     "Calibration",
     "DetectionResult",
+    "Incident",
+    "IncidentMark",
     "merge_results",
     "parse_duration",
 ]
@@ -100,6 +102,60 @@ class AnomalyMetrics:
 
 
 @dataclass(frozen=True)
+class IncidentMark:
+    """An anomaly's incident: ``opened`` is True on the one anomaly that opened it."""
+
+    id: str
+    opened: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any) -> IncidentMark | None:
+        if not isinstance(data, Mapping) or not data.get("id"):
+            return None
+        return cls(id=str(data["id"]), opened=bool(data.get("opened", False)))
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What a person is told: one incident of a stream, decided by the detection service.
+
+    ``change`` is set on the incidents a detect answer lists: ``"opened"`` or ``"resolved"``."""
+
+    id: str
+    stream_id: str | None = None
+    status: str | None = None
+    opened_at: str | None = None
+    last_seen_at: str | None = None
+    resolved_at: str | None = None
+    anomaly_count: int = 0
+    routes: tuple[str, ...] = ()
+    summary: str = ""
+    explanation: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    change: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Incident:
+        explanation = data.get("explanation")
+        explanation = explanation if isinstance(explanation, Mapping) else {}
+        routes = explanation.get("routes") or ()
+        return cls(
+            id=str(data.get("id") or ""),
+            stream_id=_as_str(data.get("stream_id")),
+            status=_as_str(data.get("status")),
+            opened_at=_as_str(data.get("opened_at")),
+            last_seen_at=_as_str(data.get("last_seen_at")),
+            resolved_at=_as_str(data.get("resolved_at")),
+            anomaly_count=_as_int(data.get("anomaly_count")) or 0,
+            routes=tuple(str(r) for r in routes if isinstance(r, str)),
+            summary=str(explanation.get("summary") or ""),
+            explanation=dict(explanation),
+            change=_as_str(data.get("change")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
 class Anomaly:
     """One anomaly. ``index`` points into the caller's event list."""
 
@@ -110,6 +166,7 @@ class Anomaly:
     event: Any = None
     detected: bool = True
     stream_id: str | None = None
+    incident: IncidentMark | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -125,6 +182,7 @@ class Anomaly:
             event=data.get("event"),
             detected=bool(data.get("detected", True)),
             stream_id=_as_str(data.get("stream_id")) or stream_id,
+            incident=IncidentMark.from_dict(data.get("incident")),
             raw=dict(data),
         )
 
@@ -182,6 +240,7 @@ class DetectionResult:
     detection_ready: bool | None = None
     detection_events_needed: int | None = None
     calibration: Calibration | None = None
+    incidents: tuple[Incident, ...] | None = None  # None: the API marks no incidents
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -209,8 +268,15 @@ class DetectionResult:
             detection_ready=None if ready is None else bool(ready),
             detection_events_needed=_as_int(data.get("detection_events_needed")),
             calibration=Calibration.from_dict(data.get("calibration")),
+            incidents=_incidents(data.get("incidents")),
             raw=dict(data),
         )
+
+
+def _incidents(value: Any) -> tuple[Incident, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(Incident.from_dict(i) for i in value if isinstance(i, Mapping) and i.get("id"))
 
 
 def merge_results(parts: Sequence[tuple[int, DetectionResult]]) -> DetectionResult:
@@ -222,6 +288,7 @@ def merge_results(parts: Sequence[tuple[int, DetectionResult]]) -> DetectionResu
     )
     last = parts[-1][1]
     times = [p.processing_time for _, p in parts if p.processing_time is not None]
+    marked = [p.incidents for _, p in parts if p.incidents is not None]
     return replace(
         last,
         anomalies=anomalies,
@@ -229,6 +296,7 @@ def merge_results(parts: Sequence[tuple[int, DetectionResult]]) -> DetectionResu
         total_events=sum(p.total_events for _, p in parts),
         success=all(p.success for _, p in parts),
         processing_time=sum(times, timedelta()) if times else None,
+        incidents=tuple(i for part in marked for i in part) if marked else None,
         raw={"parts": [dict(p.raw) for _, p in parts]},
     )
 

@@ -12,13 +12,14 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import zstandard
 
 from driftlock.engine.cbad import Detection
 
-__all__ = ["explain", "most_unusual", "surging"]
+__all__ = ["Explanation", "Surge", "event_value", "explain", "most_unusual", "surging"]
 
 SURGE_P = 1e-4
 """An event is named as surging when a count at least as high as its count in the window would have
@@ -102,24 +103,78 @@ def describe(event: bytes, width: int = 140, value_width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> str:
-    surges = surging(baseline, window)[:limit]
+@dataclass(frozen=True)
+class Surge:
+    """A known event far more frequent in the window than its baseline rate predicts."""
+
+    event: bytes
+    count: int  # in the window
+    window: int  # events in the window
+    baseline_count: int
+    baseline: int  # events in the baseline
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a window is anomalous, as structure: the strongest signal, the surging events with their
+    counts, and the window events least like the baseline. :meth:`why` renders it as one sentence."""
+
+    signal: str  # "frequency" when surges lead, else the strongest effect size's name
+    headline: str
+    p_value: float
+    confidence: float
+    surges: tuple[Surge, ...] = ()
+    least_like: tuple[bytes, ...] = ()
+
+    def why(self) -> str:
+        text = f"Anomalous window: {self.headline}, p={self.p_value:.3f}, {100 * self.confidence:.0f}% confidence"
+        if self.surges:
+            frequent = "; ".join(
+                f"{describe(s.event)} ({s.count} of {s.window} events, {s.baseline_count} of {s.baseline} before)"
+                for s in self.surges
+            )
+            text += f"; far more frequent than in the baseline: {frequent}"
+        if self.least_like:
+            text += "; least like the baseline: " + "; ".join(describe(e) for e in self.least_like)
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: events as the values they encode."""
+        return {
+            "signal": self.signal,
+            "headline": self.headline,
+            "surges": [
+                {
+                    "event": event_value(s.event),
+                    "count": s.count,
+                    "window": s.window,
+                    "baseline_count": s.baseline_count,
+                    "baseline": s.baseline,
+                }
+                for s in self.surges
+            ],
+            "least_like": [{"event": event_value(e)} for e in self.least_like],
+        }
+
+
+def event_value(event: bytes) -> Any:
+    """The JSON value an event's bytes encode (its text when they are not JSON)."""
+    try:
+        return json.loads(event)
+    except ValueError:
+        return event.decode("utf-8", "replace")
+
+
+def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> Explanation:
+    surges = [Surge(e, n, len(window), b, len(baseline)) for e, n, b in surging(baseline, window)[:limit]]
     # A surge of known events is the finding when there is one: the effect sizes, made to see new
     # structure, then only say that the window differs.
-    signal = FREQUENCY_SIGNAL if surges else _SIGNALS[detection.strongest_signal]
-    signal = signal.format(
+    signal = "frequency" if surges else detection.strongest_signal
+    headline = (FREQUENCY_SIGNAL if surges else _SIGNALS[detection.strongest_signal]).format(
         d=detection,
         pct=-100 * detection.compression_ratio_change,
         ent=100 * detection.entropy_change,
     )
-    text = f"Anomalous window: {signal}, p={detection.p_value:.3f}, {100 * detection.confidence_level:.0f}% confidence"
-    if surges:
-        frequent = "; ".join(
-            f"{describe(e)} ({n} of {len(window)} events, {b} of {len(baseline)} before)" for e, n, b in surges
-        )
-        text += f"; far more frequent than in the baseline: {frequent}"
-    shown = {e for e, _, _ in surges}
+    shown = {s.event for s in surges}
     unusual = [e for e in most_unusual(baseline, window, limit) if e not in shown][: limit - len(surges)]
-    if unusual:
-        text += "; least like the baseline: " + "; ".join(describe(e) for e in unusual)
-    return text
+    return Explanation(signal, headline, detection.p_value, detection.confidence_level, tuple(surges), tuple(unusual))

@@ -2,14 +2,17 @@
 
 Values that are unique by nature (ids, hashes, tokens, timestamps, addresses, long numbers) are
 replaced by fixed tokens, so compression measures the structure of traffic rather than its
-randomness (Driftlock's tokenizer, API-AND-CBAD.md §2.9). JSON is canonicalized first: keys sorted,
-compact separators, so equal events give equal bytes whatever their key order.
+randomness (Driftlock's tokenizer, API-AND-CBAD.md §2.9). JSON is canonicalized: keys sorted,
+compact separators, so equal events give equal bytes whatever their key order. Tokens replace
+values inside the JSON value, string by string (a long number becomes the string ``"<NUM>"``), so
+the bytes stay JSON: what is stored can always be read back.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from typing import Any
 
@@ -57,12 +60,25 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+LONG_NUMBER = 1000
+"""Numbers with four or more digits before the point are tokens, as the reference's ``<NUM>``."""
+
+
+def tokenized(value: Any) -> Any:
+    """The JSON value with every string (keys too) tokenized and long numbers made ``"<NUM>"``."""
+    if isinstance(value, str):
+        return tokenize(value)
+    if isinstance(value, dict):
+        return {tokenize(k) if isinstance(k, str) else k: tokenized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tokenized(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float) and math.isfinite(value) and abs(value) >= LONG_NUMBER:
+        return "<NUM>"
+    return value
+
+
 def event_bytes(event: Any, *, tokenizer: bool = True) -> bytes:
-    """Serialize one event compactly (no newline inside) and tokenize it."""
-    if tokenizer and isinstance(event, dict) and isinstance(event.get("timestamp"), str):
-        # the one value that differs on every event: tokenized first, so the whole text repeats
-        event = {**event, "timestamp": tokenize(event["timestamp"])}
-    text = canonical_json(event)
-    if tokenizer:
-        text = tokenize(text)
-    return text.encode("utf-8")
+    """Serialize one event compactly (no newline inside), tokenized value by value."""
+    return canonical_json(tokenized(event) if tokenizer else event).encode("utf-8")

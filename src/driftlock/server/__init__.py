@@ -8,7 +8,8 @@ import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from driftlock.engine.service import DetectionService, MemoryStore, Store
+from driftlock.service.detection import DetectionService
+from driftlock.service.embedded import open_store
 
 __all__ = ["build_service", "is_loopback", "run"]
 
@@ -25,15 +26,7 @@ def is_loopback(host: str) -> bool:
 
 
 def build_service(db: str | Path | None) -> DetectionService:
-    store: Store
-    if db is None or str(db) == ":memory:":
-        store = MemoryStore()
-    else:
-        from driftlock.server.store import SqliteStore
-
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(db)
-    return DetectionService(store)
+    return DetectionService(open_store(db if db is not None else ":memory:"))
 
 
 def run(

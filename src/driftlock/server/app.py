@@ -1,8 +1,8 @@
 """The ASGI application of ``driftlock serve``: the Driftlock API, an OTLP/HTTP trace receiver, metrics.
 
-HTTP concerns live here (authentication, the demo rate limit, body limits and decompression,
-content types); the API's semantics live in :class:`~driftlock.engine.service.DetectionService`,
-which runs in worker threads so that streams never wait on each other's detections.
+HTTP concerns live here (authentication, body limits and decompression, content types, the error
+envelope); the routes are the API's operation table (:data:`driftlock.service.api.OPERATIONS`),
+each answered by the service on a worker thread, so that streams never wait on each other.
 """
 
 from __future__ import annotations
@@ -10,56 +10,45 @@ from __future__ import annotations
 import gzip
 import hmac
 import json
+import logging
 import time
 import zlib
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from driftlock.engine.service import LATENCY_BUCKETS, ApiError, DetectionService
 from driftlock.events import span_to_event, stream_for
 from driftlock.server import otlp
+from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
+from driftlock.service.detection import DetectionService
+from driftlock.service.errors import ApiError
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("driftlock.server")
+
 MAX_BODY_BYTES = 10 * 1024 * 1024
-DEMO_LIMIT_PER_MINUTE = 10
 OTLP_CHUNK = 1000
 
 
-class DemoLimiter:
-    """A sliding 60-second window of calls per client address."""
-
-    def __init__(self, limit: int = DEMO_LIMIT_PER_MINUTE, window: float = 60.0, max_clients: int = 10_000) -> None:
-        self.limit, self.window, self.max_clients = limit, window, max_clients
-        self._calls: dict[str, deque[float]] = {}
-
-    def take(self, client: str, now: float | None = None) -> tuple[bool, int, int]:
-        """Returns (allowed, remaining calls, seconds until the next call is allowed)."""
-        now = time.monotonic() if now is None else now
-        calls = self._calls.get(client)
-        if calls is None:
-            if len(self._calls) >= self.max_clients:
-                self._calls.pop(next(iter(self._calls)))
-            calls = self._calls[client] = deque()
-        while calls and calls[0] <= now - self.window:
-            calls.popleft()
-        if len(calls) >= self.limit:
-            return False, 0, max(1, int(calls[0] + self.window - now + 0.999))
-        calls.append(now)
-        return True, self.limit - len(calls), 0
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given[:100] if given.isprintable() and given else str(time.time_ns())
 
 
-def _error(status: int, message: str, *, retry_after: int | None = None) -> JSONResponse:
-    body = ApiError(status, message, retry_after=retry_after).body(str(time.time_ns()))
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(body, status_code=status, headers=headers)
+def _error(request: Request, exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(exc.body(_request_id(request)), status_code=exc.status, headers=headers)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -92,6 +81,15 @@ def _bounded(decompressor: Any, body: bytes) -> bytes:
     return bytes(out)
 
 
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except RecursionError:
+        raise ApiError(400, "invalid json: nested too deeply") from None
+    except ValueError as exc:
+        raise ApiError(400, f"invalid json: {exc}") from None
+
+
 def create_app(
     service: DetectionService,
     *,
@@ -102,7 +100,7 @@ def create_app(
     """Build the app. With ``api_keys``, every ``/v1`` route but the demo needs one of them."""
     keys = [k.encode() for k in api_keys]
     kinds = tuple(span_kinds)
-    limiter = demo_limiter or DemoLimiter()
+    api = Api(service, limiter=demo_limiter)
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -113,44 +111,33 @@ def create_app(
             given = auth[7:] if auth.lower().startswith("bearer ") else None
         return given is not None and any(hmac.compare_digest(given.encode(), k) for k in keys)
 
-    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]], auth: bool
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if not authorized(request):
-                return _error(401, "authentication failed")
+            if auth and not authorized(request):
+                return _error(request, ApiError(401, "authentication failed"))
             try:
                 return await handler(request)
             except ApiError as exc:
-                return _error(exc.status, exc.message, retry_after=exc.retry_after)
+                return _error(request, exc)
 
         return endpoint
 
-    async def api(request: Request) -> Response:
-        body = await _read_body(request) if request.method == "POST" else b""
-        status, data = await run_in_threadpool(
-            service.handle, request.method, request.url.path, dict(request.query_params), body
-        )
-        return JSONResponse(data, status_code=status)
-
-    async def demo(request: Request) -> Response:
-        client = request.client.host if request.client else "unknown"
-        allowed, remaining, wait = limiter.take(client)
-        if not allowed:
-            return _error(429, "demo rate limit exceeded: 10 requests per minute", retry_after=wait)
-        body = await _read_body(request)
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            return _error(400, f"invalid json: {exc}")
-        request_id = str(time.time_ns())
-        try:
-            data = await run_in_threadpool(
-                lambda: service.demo_detect(
-                    payload, request_id=request_id, remaining_calls=remaining, limit=limiter.limit
-                )
+    def endpoint_for(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            body = _json(await _read_body(request)) if op.json_body else None
+            call = Call(
+                params=dict(request.path_params),
+                query=dict(request.query_params),
+                body=body,
+                request_id=_request_id(request),
+                client=request.client.host if request.client else "unknown",
             )
-        except ApiError as exc:
-            return _error(exc.status, exc.message)
-        return JSONResponse(data)
+            result = await run_in_threadpool(api.call, op, call)
+            return JSONResponse(result.body, status_code=result.status)
+
+        return guarded(answer, op.auth)
 
     async def traces(request: Request) -> Response:
         content_type = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip()
@@ -158,12 +145,12 @@ def create_app(
         try:
             export = otlp.decode_request(body, content_type)
         except otlp.OtlpError as exc:
-            return _error(400, str(exc))
+            raise ApiError(400, str(exc)) from None
         rejected, message = await run_in_threadpool(_ingest_otlp, export)
         return Response(otlp.encode_response(rejected, message, content_type), media_type=content_type)
 
     def _ingest_otlp(export: Any) -> tuple[int, str]:
-        by_stream: dict[str, list[Any]] = {}
+        by_stream: dict[str, list[tuple[Any, str]]] = {}
         rejected, problems = 0, []
         for record in otlp.records(export):
             try:
@@ -173,86 +160,72 @@ def create_app(
                 problems.append(f"span {record.span_id or record.name}: {exc}")
                 continue
             if event is not None:
-                by_stream.setdefault(stream_for(record), []).append(event)
-        for stream_id, events in by_stream.items():
-            for start in range(0, len(events), OTLP_CHUNK):
-                chunk = events[start : start + OTLP_CHUNK]
+                by_stream.setdefault(stream_for(record), []).append((event, record.trace_id))
+        for stream_id, items in by_stream.items():
+            for start in range(0, len(items), OTLP_CHUNK):
+                chunk = items[start : start + OTLP_CHUNK]
                 try:
-                    service.detect({"stream_id": stream_id, "events": chunk}, request_id=str(time.time_ns()))
+                    service.detect(
+                        {"stream_id": stream_id, "events": [e for e, _ in chunk]},
+                        request_id=str(time.time_ns()),
+                        trace_ids=[t for _, t in chunk],
+                    )
                 except ApiError as exc:
                     rejected += len(chunk)
                     problems.append(f"stream {stream_id}: {exc.message}")
         return rejected, "; ".join(problems[:5])
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse(service.health(request_id=str(time.time_ns())))
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await run_in_threadpool(service.store.list_stream_ids)
-        except Exception as exc:
-            return JSONResponse({"ready": False, "database": "disconnected", "error": str(exc)}, status_code=503)
-        return JSONResponse(
-            {"ready": True, "database": "connected", "checks": {"database": "ok", "cbad_library": "ok"}}
-        )
-
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(_prometheus(service), media_type="text/plain; version=0.0.4")
 
-    routes = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
+    routes: list[BaseRoute] = [Route(op.path, endpoint_for(op), methods=[op.method]) for op in OPERATIONS]
+    routes += [
         Route("/metrics", metrics),
-        Route("/v1/demo/detect", demo, methods=["POST"]),
-        Route("/api/v1/demo/detect", demo, methods=["POST"]),
-        Route("/v1/traces", guarded(traces), methods=["POST"]),
-        Route("/v1/detect", guarded(api), methods=["POST"]),
-        Route("/api/v1/detect", guarded(api), methods=["POST"]),
-        Route("/v1/anomalies", guarded(api), methods=["GET"]),
-        Route("/v1/anomalies/{anomaly_id}", guarded(api), methods=["GET"]),
-        Route("/v1/anomalies/{anomaly_id}/feedback", guarded(api), methods=["POST"]),
-        Route("/v1/streams", guarded(api), methods=["GET"]),
-        Route("/v1/streams/{stream_id:path}", guarded(api), methods=["GET"]),
+        Route("/v1/traces", guarded(traces, True), methods=["POST"]),
     ]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        return _error(status, f"no route for {request.method} {request.url.path}")
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('Allow', '')}"
+        elif exc.status_code == 404:
+            message = f"no route for {request.method} {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error(request, ApiError(exc.status_code, message), headers)
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(request, ApiError(500, f"internal error: {type(exc).__name__}"))
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_ApiPrefix)],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _ApiPrefix:
+    """``/api/v1/...`` is ``/v1/...``, as on the hosted API (API-AND-CBAD.md §1.1)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/api/v1/"):
+            scope = {**scope, "path": path[4:], "raw_path": path[4:].encode()}
+        await self.app(scope, receive, send)
 
 
 def _prometheus(service: DetectionService) -> str:
-    stats = dict(service.stats)
-    lines = [
-        "# HELP driftlock_events_processed_total Events received for detection.",
-        "# TYPE driftlock_events_processed_total counter",
-        f"driftlock_events_processed_total {sum(s.events for s in stats.values())}",
-        "# HELP driftlock_anomalies_detected_total Anomalies found.",
-        "# TYPE driftlock_anomalies_detected_total counter",
-        f"driftlock_anomalies_detected_total {sum(s.anomalies for s in stats.values())}",
-        "# HELP driftlock_stream_events_total Events received, per stream.",
-        "# TYPE driftlock_stream_events_total counter",
-    ]
-    lines += [f'driftlock_stream_events_total{{stream_id="{_label(k)}"}} {s.events}' for k, s in stats.items()]
-    lines += [
-        "# HELP driftlock_stream_anomalies_total Anomalies found, per stream.",
-        "# TYPE driftlock_stream_anomalies_total counter",
-    ]
-    lines += [f'driftlock_stream_anomalies_total{{stream_id="{_label(k)}"}} {s.anomalies}' for k, s in stats.items()]
-    lines += [
-        "# HELP driftlock_detection_seconds Time to answer one detect request, per stream.",
-        "# TYPE driftlock_detection_seconds histogram",
-    ]
-    for key, s in stats.items():
-        label = _label(key)
-        for bound, count in zip(LATENCY_BUCKETS, s.latency_buckets, strict=True):
-            lines.append(f'driftlock_detection_seconds_bucket{{stream_id="{label}",le="{bound}"}} {count}')
-        lines.append(f'driftlock_detection_seconds_bucket{{stream_id="{label}",le="+Inf"}} {s.latency_count}')
-        lines.append(f'driftlock_detection_seconds_sum{{stream_id="{label}"}} {s.latency_sum:.6f}')
-        lines.append(f'driftlock_detection_seconds_count{{stream_id="{label}"}} {s.latency_count}')
-    return "\n".join(lines) + "\n"
+    t = service.totals
+    return (
+        "# HELP driftlock_events_processed_total Events received for detection.\n"
+        "# TYPE driftlock_events_processed_total counter\n"
+        f"driftlock_events_processed_total {t['events']}\n"
+        "# HELP driftlock_anomalies_detected_total Anomalies found.\n"
+        "# TYPE driftlock_anomalies_detected_total counter\n"
+        f"driftlock_anomalies_detected_total {t['anomalies']}\n"
+    )
