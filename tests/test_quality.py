@@ -322,3 +322,23 @@ def test_obvious_episodes_are_found_end_to_end() -> None:
     service = DetectionService()
     response = service.detect({"stream_id": "x", "events": stream.events[:100]}, request_id="t")
     assert response["success"] and response["total_events"] == 100  # the events are what /v1/detect accepts
+
+
+def test_told_is_what_the_service_opened_when_it_marks_incidents() -> None:
+    knobs = F.Knobs(share=1.0, length=60, kinds=("scanner", "credential_stuffing"), routes=10, rate=5.0, drift=0.0)
+    stream = F.generate("sdk-api-metrics", 8, knobs)
+    service = DetectionService()
+    told = Told(window=50, confirmations=3, p_value=0.01)
+    opened: list[int] = []
+    alarms: list[int] = []
+    for offset in range(0, len(stream.events), 100):
+        body = {
+            "stream_id": "t",
+            "events": stream.events[offset : offset + 100],
+            "config_override": {"profile": "balanced"},
+        }
+        found = service.detect(body, request_id="t")["anomalies"]
+        assert all("incident" in a for a in found)  # this service marks every anomaly
+        opened += [offset + a["index"] for a in found if (a["incident"] or {}).get("opened")]
+        alarms += told(found, offset)
+    assert opened and alarms == opened
