@@ -83,6 +83,7 @@ class Told:
 class Detected:
     told: list[int]  # alarm positions
     anomalous: list[int]  # positions of every anomalous detection
+    strong: list[int]  # of them, those at p <= ALARM_P_VALUE
     detections: list[int]  # positions of every detection run
     seconds: float
 
@@ -91,11 +92,13 @@ def detect(events: list[dict[str, Any]], override: dict[str, Any], told: Told) -
     service = DetectionService()
     alarms: list[int] = []
     anomalous: list[int] = []
+    strong: list[int] = []
     started = time.perf_counter()
     for offset in range(0, len(events), BATCH):
         body = {"stream_id": STREAM, "events": events[offset : offset + BATCH], "config_override": override}
         found = service.detect(body, request_id="q")["anomalies"]
         anomalous += [offset + int(a["index"]) for a in found]
+        strong += [offset + int(a["index"]) for a in found if a["metrics"]["p_value"] <= ALARM_P_VALUE]
         alarms += told(found, offset)
     took = time.perf_counter() - started
     settings = resolve_settings({k: v for k, v in override.items() if k != "confirmations"})
@@ -104,7 +107,7 @@ def detect(events: list[dict[str, Any]], override: dict[str, Any], told: Told) -
     info = service.stream_info(STREAM)
     if info is None or info["detections"] != len(run):
         raise RuntimeError(f"the engine ran {info and info['detections']} detections, the scorer expects {len(run)}")
-    return Detected(alarms, anomalous, run, took)
+    return Detected(alarms, anomalous, strong, run, took)
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Tally:
     quiet_events: int = 0
     quiet_detections: int = 0
     quiet_anomalous: int = 0
+    strong_ordinary: int = 0  # anomalous detections at p <= ALARM_P_VALUE on ordinary traffic, episodes and quiet
     seconds: float = 0.0
     by_share: dict[float, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     by_length: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
@@ -152,6 +156,10 @@ def run_stream(
                         normal_events=stream.normal_events, times=stream.times)  # fmt: skip
         t.scores.append(s)
         t.raws.append(raw)
+        strong = score_raw(
+            stream.episodes, found.strong, found.detections, window=window, normal_events=stream.normal_events
+        )
+        t.strong_ordinary += strong.ordinary_anomalous
         t.seconds += found.seconds
         for result, drawn in zip(s.episodes, stream.settings["episodes"], strict=True):
             t.by_share[drawn["share"]][0] += result.found
@@ -166,6 +174,7 @@ def run_stream(
             t.quiet_events += len(q_events)
             t.quiet_detections += len(q.detections)
             t.quiet_anomalous += len(q.anomalous)
+            t.strong_ordinary += len(q.strong)
             t.seconds += q.seconds
             notes.append(f"quiet {len(q.told)} alarms, {len(q.anomalous)}/{len(q.detections)} raw")
     return "; ".join(notes)
@@ -242,10 +251,12 @@ def report(tallies: dict[tuple[str, str, str], Tally], args: argparse.Namespace,
             rows.append(row)
     table(header, rows)
 
-    print("Per family: totals, false alarms and raw detections on ordinary traffic\n")
+    print("Per family: totals, false alarms and raw detections on ordinary traffic (raw share: anomalous / detections "
+          f"whose window holds no episode event; 'both at p<={ALARM_P_VALUE}': episode and quiet runs, counting only "
+          f"anomalous detections at p <= {ALARM_P_VALUE})\n")  # fmt: skip
     header = ["family", "mapping", "split", "found alarms", "found raw", "FA/10k", "quiet FA/10k",
-              "raw FP/10k", "raw share ordinary", "quiet raw share", "delay ev", "delay s", "raw delay ev",
-              "engine s"]  # fmt: skip
+              "raw FP/10k", "raw share ordinary", "quiet raw share", f"both at p<={ALARM_P_VALUE}", "delay ev",
+              "delay s", "raw delay ev", "engine s"]  # fmt: skip
     rows = []
     for family, mapping in rows_of:
         for split in splits:
@@ -267,6 +278,7 @@ def report(tallies: dict[tuple[str, str, str], Tally], args: argparse.Namespace,
                 f"{100 * ordinary_flagged / ordinary:.1f}% ({ordinary_flagged}/{ordinary})" if ordinary else "-",
                 f"{100 * t.quiet_anomalous / t.quiet_detections:.1f}% ({t.quiet_anomalous}/{t.quiet_detections})"
                 if t.quiet_detections else "-",
+                f"{100 * t.strong_ordinary / max(1, ordinary + t.quiet_detections):.1f}%",
                 _median(d for s in t.scores for d in s.delays), _median((d for s in t.scores for d in s.delays_seconds), 1),
                 _median(d for r in t.raws for d in r.delays), f"{t.seconds:.1f}",
             ])  # fmt: skip
