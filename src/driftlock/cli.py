@@ -18,6 +18,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     keys = list(args.api_key or [])
     keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
+    hooks = list(args.notify or [])
+    hooks += os.environ.get("DRIFTLOCK_SERVE_WEBHOOKS", "").replace(",", " ").split()
 
     def ready(url: str) -> None:
         print(f"driftlock serve listening on {url} (database: {args.db})", flush=True)
@@ -31,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
             span_kinds=[k.strip() for k in args.span_kinds.split(",") if k.strip()],
             log_level=args.log_level,
             on_ready=ready,
+            notify=hooks,
+            webhook_secret=os.environ.get("DRIFTLOCK_SERVE_WEBHOOK_SECRET") or None,
         )
     except (ValueError, ImportError) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
@@ -102,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--span-kinds",
         default="server,consumer",
         help="span kinds the OTLP receiver turns into events (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--notify",
+        action="append",
+        metavar="URL",
+        help="POST incidents opened and resolved to this webhook (repeatable; also DRIFTLOCK_SERVE_WEBHOOKS; "
+        "signed with DRIFTLOCK_SERVE_WEBHOOK_SECRET; Slack incoming webhooks get Slack's format)",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)

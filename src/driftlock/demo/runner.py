@@ -37,10 +37,12 @@ from driftlock.service.incidents import route_of
 __all__ = ["DemoResult", "run"]
 
 WINDOW = PROFILES["balanced"].window_size  # how long after an episode an alarm still counts for it
-EXPORT_LAG = 1.5
-"""Seconds from a request to its incident reaching the application: the batch processor's 1 s
-schedule, the export, detection. Alarms are placed by when a worker was told, less nothing: an
-alarm counts for an episode when it was told while the episode, or its window plus this lag, ran."""
+INTERLEAVE = 1.5
+"""Seconds by which the stream at the server can be out of the order the traffic was sent in: each
+worker's batch processor delivers its share once a second, so a window holds events of several
+workers' seconds. An alarm counts for an episode when a worker was told of it after the episode
+began, and the detection that opened it judged events sent no later than a window (plus this) after
+the episode's end; otherwise it is false."""
 MAX_REACH = 150
 """Never past the 200 ordinary requests between two episodes: an alarm counts for one episode."""
 STREAM = "demo-shop"
@@ -301,10 +303,14 @@ def _result(
     normal = len(order) - sum(e.end - e.start + 1 for e in episodes)
     rate = len(order) / max(1e-9, order[-1] - order[0]) if len(order) > 1 else 1.0
     # events after an episode's end within which its alarm comes; less than the gap between episodes
-    reach = min(WINDOW + int(EXPORT_LAG * rate), MAX_REACH)
+    reach = min(WINDOW + int(INTERLEAVE * rate), MAX_REACH)
     alarms = []
     for line in lines:
-        position = max(0, bisect.bisect_right(order, float(line["told_at"])) - 1)  # events sent before it was told
+        told = max(0, bisect.bisect_right(order, float(line["told_at"])) - 1)  # events sent before it was told
+        judged = max(0, bisect.bisect_right(order, _timestamp(line["at"])) - 1)  # the event that triggered it
+        episode = next((e for e in reversed(episodes) if e.start <= told and judged <= e.end + reach), None)
+        # placed inside the episode's reach when it covers one, else where it was told
+        position = max(episode.start, min(judged, episode.end + WINDOW)) if episode else told
         explanation = (incidents.get(line["incident_id"]) or {}).get("explanation") or line["explanation"]
         routes = list(explanation.get("routes") or [])
         if not routes:
@@ -319,13 +325,13 @@ def _result(
                 ncd=float(line["ncd"]),
                 p_value=float(line["p_value"]),
                 confidence=float(line["confidence"]),
-                kind=next((e.kind for e in reversed(episodes) if e.covers(position, reach)), None),
+                kind=episode.kind if episode else None,
                 incident_id=line["incident_id"],
                 pid=int(line["pid"]),
             )
         )
     alarms.sort(key=lambda a: a.index)
-    result = score(episodes, [a.index for a in alarms], window=reach, normal_events=normal)
+    result = score(episodes, [a.index for a in alarms], window=WINDOW, normal_events=normal)
     counts = Counter(a.incident_id for a in alarms)
     twice = sum(1 for n in counts.values() if n > 1)
     return DemoResult(seed, requests, len(order), seconds, alarms, result, told_twice=twice)

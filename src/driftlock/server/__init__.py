@@ -38,6 +38,8 @@ def run(
     span_kinds: Sequence[str] = ("server", "consumer"),
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
+    notify: Sequence[str] = (),
+    webhook_secret: str | None = None,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key."""
     if not is_loopback(host) and not api_keys:
@@ -49,16 +51,20 @@ def run(
         import uvicorn
 
         from driftlock.server.app import create_app
+        from driftlock.server.notify import Notifier
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"driftlock serve needs the server extra: pip install 'driftlock[server]' ({exc})") from exc
 
-    app = create_app(build_service(db), api_keys=api_keys, span_kinds=span_kinds)
+    notifier = Notifier(notify, webhook_secret) if notify else None
+    app = create_app(build_service(db), api_keys=api_keys, span_kinds=span_kinds, notifier=notifier)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{bound}"
+    if notifier is not None:
+        notifier.console_url = url  # links in notifications point at this server's console
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if on_ready is not None:

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from driftlock._version import __version__
@@ -22,6 +22,7 @@ from driftlock.engine.explain import event_value
 from driftlock.engine.settings import DEMO_SETTINGS, DetectionSettings, SettingsError, resolve_settings
 from driftlock.engine.stream import MIN_BASELINE_SIZE, StreamState, WindowResult, detections, freeze, thaw
 from driftlock.engine.tokenize import event_bytes
+from driftlock.service import calibration
 from driftlock.service.errors import ApiError
 from driftlock.service.incidents import IncidentRule, merge_explanation
 from driftlock.service.shapes import (
@@ -112,8 +113,12 @@ class DetectionService:
         kept = [(i, e) for i, e in enumerate(encoded) if len(e) <= MAX_EVENT_BYTES]
         batch_id = str(uuid.uuid4())
         now = time.time()
+        explicit_p = "p_value_threshold" in override
         with self.store.session(stream_id, self.cache.get(stream_id)) as session:
             record = session.record or StreamRecord.new(stream_id)
+            if not explicit_p:
+                p_value = calibration.threshold(record.meta.get("calibration"), settings.p_value_threshold)
+                settings = replace(settings, p_value_threshold=p_value)
             try:
                 outcome = self._run(record, kept, events, settings, rule, batch_id, now, trace_ids)
                 assert outcome.commit is not None
@@ -148,9 +153,12 @@ class DetectionService:
         rewrite = False
         commit = Commit(record, events_at=now)
         rows: dict[str, dict[str, Any]] = {}  # incident rows changed by this call
+        ordinary: list[float] = []  # p-values of the detections outside incidents, for the calibration
         for result in detections(engine, [e for _, e in kept], settings):
             d = result.detection
             commit.detections.append((now, result.position, round(d.ncd, 6), round(d.p_value, 6), d.is_anomaly))
+            if state.open is None:
+                ordinary.append(d.p_value)
             record.last_detection_at = now
             anomaly = None
             if d.is_anomaly:
@@ -203,6 +211,8 @@ class DetectionService:
                 anomaly["incident_id"] = joined[anomaly["id"]]
                 anomaly["incident"] = incident_mark(joined[anomaly["id"]], False)
         engine.last_event_at = now
+        if ordinary:
+            record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary)
         sizes = {"baseline_size": settings.baseline_size, "window_size": settings.window_size}
         if record.meta.get("sizes") != sizes:
             record.meta["sizes"] = sizes
