@@ -8,6 +8,7 @@ import subprocess
 import sys
 from urllib.parse import unquote_plus
 
+import httpx
 import pytest
 
 from driftlock.demo import scenarios
@@ -137,3 +138,24 @@ def test_demo_refuses_a_bad_duration() -> None:
         [sys.executable, "-m", "driftlock", "demo", "--duration", "0"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "--duration" in result.stderr
+
+
+def test_demo_keep_leaves_the_console_running_on_its_data() -> None:
+    import re
+    import signal
+
+    from driftlock.demo.process import ListeningProcess
+
+    proc = ListeningProcess(
+        [sys.executable, "-m", "driftlock", "demo", "--json", "--duration", "8", "--keep"], clean_env(), "demo"
+    )
+    try:
+        url = proc.wait_for_line(re.compile(r"keeps running on the demo's data: (http://\S+)"), timeout=150).group(1)
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and "demo-shop" in page.text  # the streams page lists the demo's stream
+        incidents = httpx.get(url + "v1/incidents", params={"stream_id": "demo-shop"}, timeout=30).json()
+        assert incidents["total"] >= 1
+    finally:
+        proc.proc.send_signal(signal.SIGINT)
+        proc.proc.wait(30)
+    assert proc.proc.returncode == 0

@@ -82,7 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("driftlock demo: --workers must be at least 1", file=sys.stderr)
         return 2
-    return demo(args.seed, args.duration, args.json, args.workers)
+    return demo(args.seed, args.duration, args.json, args.workers, args.keep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--workers", type=int, default=2, help="gunicorn worker processes of the shop (default: %(default)s)"
     )
+    demo.add_argument("--keep", action="store_true", help="keep driftlock serve and its console running afterwards")
     demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

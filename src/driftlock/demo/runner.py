@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -81,6 +81,7 @@ class DemoResult:
     workers: int = WORKERS
     told_twice: int = 0  # incidents told by more than one line (should be none)
     opened_untold: int = 0  # incidents the service opened that no worker told (should be none)
+    console_url: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class DemoResult:
             "false_alarms": self.score.false_alarms,
             "told_twice": self.told_twice,
             "opened_untold": self.opened_untold,
+            "console_url": self.console_url,
             "episodes": [
                 {"kind": r.episode.kind, "found": r.found, "delay_events": r.delay} for r in self.score.episodes
             ],
@@ -212,8 +214,11 @@ def run(
     workers: int = WORKERS,
     embedded: bool = False,
     phases: list[scenarios.Phase] | None = None,
+    on_done: Callable[[DemoResult], Any] | None = None,
 ) -> DemoResult:
-    """Run the demo; ``progress(done, total, label)`` is called as requests go out."""
+    """Run the demo; ``progress(done, total, label)`` is called as requests go out, and ``on_done``
+    with the result while ``driftlock serve`` still runs on the demo's data (its console is
+    ``result.console_url``)."""
     phases = phases if phases is not None else scenarios.plan(seed)
     total = sum(len(p.requests) for p in phases)
     events_expected = sum(1 for p in phases for r in p.requests if scenarios.is_event(r))
@@ -246,9 +251,12 @@ def run(
             lines = _told(workdir / "alarms.jsonl", opened, progress)
             told = dict.fromkeys(li["incident_id"] for li in lines)
             incidents = {i: api.get(f"/v1/incidents/{i}").json() for i in told}
-    result = _result(seed, total, phases, event_times, lines, incidents, time.monotonic() - started)
-    result.workers = workers
-    result.opened_untold = len(set(opened) - {li["incident_id"] for li in lines})
+            result = _result(seed, total, phases, event_times, lines, incidents, time.monotonic() - started)
+            result.workers = workers
+            result.opened_untold = len(set(opened) - {li["incident_id"] for li in lines})
+            result.console_url = None if embedded else str(api.base_url.copy_with(path="/"))
+            if on_done is not None:
+                on_done(result)
     return result
 
 
@@ -373,9 +381,20 @@ def render(result: DemoResult) -> None:
     )
 
 
-def main(seed: int, duration: float, as_json: bool, workers: int = WORKERS) -> int:
+def _keep(result: DemoResult) -> None:
+    """Keep ``driftlock serve`` running on the demo's data until Ctrl-C (``--keep``)."""
+    print(f"driftlock serve keeps running on the demo's data: {result.console_url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(seed: int, duration: float, as_json: bool, workers: int = WORKERS, keep: bool = False) -> int:
     if as_json:
-        print(json.dumps(run(seed, duration, workers=workers).as_dict(), indent=2))
+        result = run(seed, duration, workers=workers, on_done=_keep if keep else None)
+        print(json.dumps(result.as_dict(), indent=2))
         return 0
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -389,6 +408,19 @@ def main(seed: int, duration: float, as_json: bool, workers: int = WORKERS) -> i
             else:
                 bar.update(task, completed=done, total=total, description=label)
 
-        result = run(seed, duration, progress, workers=workers)
-    render(result)
+        shown: list[DemoResult] = []
+
+        def done(result: DemoResult) -> None:
+            bar.stop()
+            render(result)
+            shown.append(result)
+            if keep:
+                _keep(result)
+
+        result = run(seed, duration, progress, workers=workers, on_done=done)
+    if not shown:
+        render(result)
+    if not keep and result.console_url:
+        print(f"The console showed these at {result.console_url} while the demo ran; "
+              "`driftlock demo --keep` keeps it running to click through.")  # fmt: skip
     return 0
