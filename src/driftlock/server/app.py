@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hmac
-import json
 import logging
+import os
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +30,7 @@ from driftlock.server import otlp
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
+from driftlock.service.validation import parse_json
 
 __all__ = ["create_app"]
 
@@ -81,15 +82,6 @@ def _bounded(decompressor: Any, body: bytes) -> bytes:
     return bytes(out)
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except RecursionError:
-        raise ApiError(400, "invalid json: nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, f"invalid json: {exc}") from None
-
-
 def create_app(
     service: DetectionService,
     *,
@@ -101,6 +93,7 @@ def create_app(
     keys = [k.encode() for k in api_keys]
     kinds = tuple(span_kinds)
     api = Api(service, limiter=demo_limiter)
+    pid = {"X-Driftlock-Pid": str(os.getpid())}  # which worker answered (driftlock serve --workers N)
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -126,7 +119,7 @@ def create_app(
 
     def endpoint_for(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
-            body = _json(await _read_body(request)) if op.json_body else None
+            body = parse_json(await _read_body(request)) if op.json_body else None
             call = Call(
                 params=dict(request.path_params),
                 query=dict(request.query_params),
@@ -135,7 +128,7 @@ def create_app(
                 client=request.client.host if request.client else "unknown",
             )
             result = await run_in_threadpool(api.call, op, call)
-            return JSONResponse(result.body, status_code=result.status)
+            return JSONResponse(result.body, status_code=result.status, headers=pid)
 
         return guarded(answer, op.auth)
 
@@ -175,12 +168,12 @@ def create_app(
                     problems.append(f"stream {stream_id}: {exc.message}")
         return rejected, "; ".join(problems[:5])
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
         return PlainTextResponse(_prometheus(service), media_type="text/plain; version=0.0.4")
 
     routes: list[BaseRoute] = [Route(op.path, endpoint_for(op), methods=[op.method]) for op in OPERATIONS]
     routes += [
-        Route("/metrics", metrics),
+        Route("/metrics", guarded(metrics, True), methods=["GET"]),
         Route("/v1/traces", guarded(traces, True), methods=["POST"]),
     ]
 
@@ -197,7 +190,8 @@ def create_app(
 
     async def server_error(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(request, ApiError(500, f"internal error: {type(exc).__name__}"))
+        message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
+        return _error(request, ApiError(500, message))
 
     return Starlette(
         routes=routes,

@@ -21,7 +21,7 @@ from driftlock._version import __version__
 from driftlock.engine.explain import event_value
 from driftlock.engine.settings import DEMO_SETTINGS, DetectionSettings, SettingsError, resolve_settings
 from driftlock.engine.stream import MIN_BASELINE_SIZE, StreamState, WindowResult, detections, freeze, thaw
-from driftlock.engine.tokenize import event_bytes
+from driftlock.service import validation
 from driftlock.service.errors import ApiError
 from driftlock.service.incidents import IncidentRule, merge_explanation
 from driftlock.service.shapes import (
@@ -40,8 +40,8 @@ logger = logging.getLogger("driftlock.service")
 
 MAX_EVENTS = 1000
 MAX_DEMO_EVENTS = 200
-MAX_EVENT_BYTES = 1 << 20
-DEFAULT_STREAM = "default"
+MAX_EVENT_BYTES = validation.MAX_EVENT_BYTES
+DEFAULT_STREAM = validation.DEFAULT_STREAM
 FEEDBACK_TYPES = ("false_positive", "confirmed", "dismissed")
 ANOMALY_STATUSES = ("open", "acknowledged", "resolved")
 INCIDENT_STATUSES = ("open", "resolved", "muted")
@@ -108,8 +108,7 @@ class DetectionService:
             raise ApiError(400, f"invalid config_override: {exc}") from None
         rule = IncidentRule.for_sizes(settings.baseline_size, settings.window_size, confirmations)
         started = time.perf_counter()
-        encoded = [event_bytes(e, tokenizer=settings.tokenizer) for e in events]
-        kept = [(i, e) for i, e in enumerate(encoded) if len(e) <= MAX_EVENT_BYTES]
+        kept = list(enumerate(validation.encoded_events(events, tokenizer=settings.tokenizer)))
         batch_id = str(uuid.uuid4())
         now = time.time()
         with self.store.session(stream_id, self.cache.get(stream_id)) as session:
@@ -221,7 +220,7 @@ class DetectionService:
             raise ApiError(400, f"invalid config_override: {exc}") from None
         started = time.perf_counter()
         state = StreamState("demo")
-        found = [r for r in detections(state, [event_bytes(e) for e in events], settings) if r.detection.is_anomaly]
+        found = [r for r in detections(state, validation.encoded_events(events), settings) if r.detection.is_anomaly]
         anomalies = [_anomaly_record(r, events[r.index], r.index, None, None, time.time()) for r in found]
         return {
             "success": True,
@@ -491,12 +490,7 @@ def _validated(body: Any, max_events: int) -> tuple[list[Any], Mapping[str, Any]
 
 
 def _stream_id(body: Mapping[str, Any]) -> str:
-    stream_id = body.get("stream_id")
-    if stream_id is None:
-        return DEFAULT_STREAM
-    if not isinstance(stream_id, str) or not stream_id.strip() or len(stream_id) > 200:
-        raise ApiError(400, f"stream_id must be a non-empty string of at most 200 characters, got {stream_id!r}")
-    return stream_id
+    return validation.stream_id(body.get("stream_id"))
 
 
 def _stream_settings(record: StreamRecord) -> DetectionSettings:

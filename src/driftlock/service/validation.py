@@ -1,0 +1,158 @@
+"""Input validated once, at the edge: what a request may carry so that everything stored can be read back.
+
+:func:`parse_json` is how ``driftlock serve`` reads a JSON body: UTF-8 only, no ``NaN``/``Infinity``
+nor floats beyond a 64-bit float's range (JSON cannot carry them back), no lone surrogates (they
+cannot be encoded as UTF-8), at most :data:`MAX_DEPTH` levels of nesting. :func:`stream_id` says what
+a stream id is; :func:`encoded_events` serializes a batch's events for the engine and refuses one it
+could not keep (too large, or not representable as JSON), naming its index. Every failure is an
+:class:`~driftlock.service.errors.ApiError` whose message says what to change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from driftlock.engine.tokenize import event_bytes
+from driftlock.service.errors import ApiError
+
+__all__ = [
+    "DEFAULT_STREAM",
+    "MAX_DEPTH",
+    "MAX_EVENT_BYTES",
+    "MAX_STREAM_ID",
+    "encoded_events",
+    "parse_json",
+    "stream_id",
+]
+
+MAX_DEPTH = 64
+"""Levels of arrays and objects in one body (the body's own object is the first)."""
+MAX_EVENT_BYTES = 1 << 20
+"""One event, serialized as the engine keeps it (1 MiB, as the reference server's limit)."""
+MAX_STREAM_ID = 200
+DEFAULT_STREAM = "default"
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ApiError(
+        400, f"invalid json: {name} is not a JSON number; send null or a string instead (JSON has no NaN or Infinity)"
+    )
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ApiError(
+            400, f"invalid json: the number {text[:40]} is out of range (at most about 1.8e308); send it as a string"
+        )
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body (None when empty), or ApiError 400 saying what is wrong with it."""
+    if not body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"invalid json: the body is not UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise ApiError(400, f"invalid json: nested deeper than {MAX_DEPTH} levels of arrays and objects") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise ApiError(400, "invalid json: an integer has more than 4300 digits; send it as a string") from None
+        raise ApiError(400, f"invalid json: {exc}") from None
+    surrogates = _SURROGATE_ESCAPE.search(body) is not None
+    if surrogates or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check(value, surrogates)
+    return value
+
+
+def _check(value: Any, surrogates: bool) -> None:
+    """Depth and lone surrogates, without recursion (the value may be as deep as the parser allowed)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                raise ApiError(400, f"invalid json: {path or 'the body'} is nested deeper than {MAX_DEPTH} levels")
+            for key, child in item.items():
+                if surrogates and _has_surrogate(key):
+                    raise ApiError(400, f"invalid json: a key in {path or 'the body'} {_SURROGATE_HINT}")
+                stack.append((child, depth + 1, f"{path}.{key}" if path else str(key)))
+        elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                raise ApiError(400, f"invalid json: {path or 'the body'} is nested deeper than {MAX_DEPTH} levels")
+            stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(item))
+        elif surrogates and isinstance(item, str) and _has_surrogate(item):
+            raise ApiError(400, f"invalid json: {path or 'the body'} {_SURROGATE_HINT}")
+
+
+_SURROGATE_HINT = "holds a lone UTF-16 surrogate (such as \\ud800), which is not text: escape pairs only"
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def stream_id(value: Any) -> str:
+    """A stream id: absent or null is the default stream; otherwise a string of 1 to 200 characters, printable."""
+    if value is None:
+        return DEFAULT_STREAM
+    what = (
+        f"stream_id must be a string of 1 to {MAX_STREAM_ID} printable characters (or absent/null for the "
+        f"{DEFAULT_STREAM!r} stream)"
+    )
+    if not isinstance(value, str):
+        raise ApiError(400, f"{what}; got {type(value).__name__} {json.dumps(value)[:60]}")
+    if not value.strip() or len(value) > MAX_STREAM_ID:
+        raise ApiError(400, f"{what}; got {len(value)} characters{' of blanks' if value and not value.strip() else ''}")
+    if _has_surrogate(value) or _CONTROL.search(value):
+        raise ApiError(400, f"{what}; got one with a control character or a lone surrogate")
+    return value
+
+
+def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[bytes]:
+    """Each event as the engine keeps it; ApiError (413 past :data:`MAX_EVENT_BYTES`, else 400) names the event."""
+    encoded = []
+    for index, event in enumerate(events):
+        try:
+            data = event_bytes(event, tokenizer=tokenizer)
+        except (UnicodeEncodeError, RecursionError) as exc:
+            raise ApiError(400, f"event {index} cannot be stored as JSON ({type(exc).__name__}): {exc}") from None
+        if len(data) > MAX_EVENT_BYTES:
+            raise ApiError(
+                413,
+                f"event {index} is {len(data)} bytes once serialized; the limit is {MAX_EVENT_BYTES} bytes (1 MiB) "
+                "per event: send less of it",
+            )
+        if (b"NaN" in data or b"Infinity" in data) and not _is_json(data):
+            raise ApiError(400, f"event {index} holds NaN or Infinity, which JSON cannot carry: send null or a string")
+        encoded.append(data)
+    return encoded
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data, parse_constant=_no_constant)
+    except (ApiError, ValueError):
+        return False
+    return True
