@@ -324,7 +324,7 @@ class DetectionService:
 
     def list_anomalies(self, query: Mapping[str, str], *, request_id: str) -> dict[str, Any]:
         limit = _int_param(query, "limit", 50, 1, 100)
-        offset = _int_param(query, "offset", 0, 0, 10**9)
+        offset = _int_param(query, "offset", 0, 0, 2**62)  # the contract sets no maximum; SQL takes int64
         status = query.get("status") or None
         if status is not None and status not in ANOMALY_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(ANOMALY_STATUSES)}, got {status!r}")
