@@ -67,7 +67,7 @@ class DetectionService:
 
     def __init__(self, store: Store | None = None, *, cache: RecordCache | None = None) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.cache = cache or RecordCache()
+        self.cache = cache if cache is not None else RecordCache()  # an empty cache is falsy (len 0)
         self.started = time.time()
         self._listeners: list[IncidentListener] = []
         self._listeners_lock = threading.Lock()

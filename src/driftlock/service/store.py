@@ -142,6 +142,7 @@ class RecordCache:
     def __init__(self, max_events: int = 200_000) -> None:
         self.max_events = max_events
         self._records: OrderedDict[str, StreamRecord] = OrderedDict()
+        self._sizes: dict[str, int] = {}  # events counted when each record was put (a record grows in place)
         self._events = 0
         self._lock = threading.Lock()
 
@@ -154,20 +155,19 @@ class RecordCache:
 
     def put(self, record: StreamRecord) -> None:
         with self._lock:
-            old = self._records.pop(record.stream_id, None)
-            if old is not None:
-                self._events -= old.events_in_memory()
+            self._records.pop(record.stream_id, None)
+            self._events -= self._sizes.pop(record.stream_id, 0)
+            size = self._sizes[record.stream_id] = record.events_in_memory()
             self._records[record.stream_id] = record
-            self._events += record.events_in_memory()
+            self._events += size
             while self._events > self.max_events and len(self._records) > 1:
-                _, evicted = self._records.popitem(last=False)
-                self._events -= evicted.events_in_memory()
+                evicted, _ = self._records.popitem(last=False)
+                self._events -= self._sizes.pop(evicted, 0)
 
     def drop(self, stream_id: str) -> None:
         with self._lock:
-            old = self._records.pop(stream_id, None)
-            if old is not None:
-                self._events -= old.events_in_memory()
+            self._records.pop(stream_id, None)
+            self._events -= self._sizes.pop(stream_id, 0)
 
     def __len__(self) -> int:
         return len(self._records)
