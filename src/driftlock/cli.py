@@ -21,11 +21,11 @@ def _serve(args: argparse.Namespace) -> int:
     workers = f", {args.workers} workers" if args.workers > 1 else ""
 
     def ready(url: str) -> None:
+        for line in describe_keys(keys):  # a count and masked prefixes: never a key
+            print(line, file=sys.stderr if line.startswith("warning") else sys.stdout, flush=True)
         print(f"driftlock serve listening on {url} (database: {_shown_db(args.db)}{workers})", flush=True)
 
     try:
-        for line in describe_keys(keys):
-            print(line, file=sys.stderr if line.startswith("warning") else sys.stdout, flush=True)
         run(
             args.host,
             args.port,
