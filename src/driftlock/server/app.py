@@ -30,7 +30,7 @@ from driftlock.server import otlp
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
-from driftlock.service.validation import parse_json
+from driftlock.service.validation import EventError, parse_json
 
 __all__ = ["create_app"]
 
@@ -157,15 +157,23 @@ def create_app(
         for stream_id, items in by_stream.items():
             for start in range(0, len(items), OTLP_CHUNK):
                 chunk = items[start : start + OTLP_CHUNK]
-                try:
-                    service.detect(
-                        {"stream_id": stream_id, "events": [e for e, _ in chunk]},
-                        request_id=str(time.time_ns()),
-                        trace_ids=[t for _, t in chunk],
-                    )
-                except ApiError as exc:
-                    rejected += len(chunk)
-                    problems.append(f"stream {stream_id}: {exc.message}")
+                while chunk:  # a span whose event cannot be kept is rejected alone (nothing is stored before)
+                    try:
+                        service.detect(
+                            {"stream_id": stream_id, "events": [e for e, _ in chunk]},
+                            request_id=str(time.time_ns()),
+                            trace_ids=[t for _, t in chunk],
+                        )
+                        break
+                    except EventError as exc:
+                        rejected += 1
+                        trace = chunk[exc.index][1] or "?"
+                        problems.append(f"stream {stream_id}: the span of trace {trace}: {exc.message}")
+                        chunk = chunk[: exc.index] + chunk[exc.index + 1 :]
+                    except ApiError as exc:
+                        rejected += len(chunk)
+                        problems.append(f"stream {stream_id}: {exc.message}")
+                        break
         return rejected, "; ".join(problems[:5])
 
     async def metrics(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose

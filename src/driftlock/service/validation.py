@@ -24,6 +24,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EVENT_BYTES",
     "MAX_STREAM_ID",
+    "EventError",
     "encoded_events",
     "parse_json",
     "stream_id",
@@ -38,6 +39,14 @@ DEFAULT_STREAM = "default"
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class EventError(ApiError):
+    """One event of a batch cannot be kept; ``index`` is its position in the batch."""
+
+    def __init__(self, status: int, index: int, problem: str) -> None:
+        super().__init__(status, f"event {index} {problem}")
+        self.index = index
 
 
 def _no_constant(name: str) -> Any:
@@ -137,15 +146,16 @@ def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[byt
         try:
             data = event_bytes(event, tokenizer=tokenizer)
         except (UnicodeEncodeError, RecursionError) as exc:
-            raise ApiError(400, f"event {index} cannot be stored as JSON ({type(exc).__name__}): {exc}") from None
+            raise EventError(400, index, f"cannot be stored as JSON ({type(exc).__name__}): {exc}") from None
         if len(data) > MAX_EVENT_BYTES:
-            raise ApiError(
+            raise EventError(
                 413,
-                f"event {index} is {len(data)} bytes once serialized; the limit is {MAX_EVENT_BYTES} bytes (1 MiB) "
-                "per event: send less of it",
+                index,
+                f"is {len(data)} bytes once serialized; the limit is {MAX_EVENT_BYTES} bytes (1 MiB) per event: "
+                "send less of it",
             )
         if (b"NaN" in data or b"Infinity" in data) and not _is_json(data):
-            raise ApiError(400, f"event {index} holds NaN or Infinity, which JSON cannot carry: send null or a string")
+            raise EventError(400, index, "holds NaN or Infinity, which JSON cannot carry: send null or a string")
         encoded.append(data)
     return encoded
 
