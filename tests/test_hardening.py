@@ -312,6 +312,13 @@ def test_the_record_cache_bounds_memory_across_streams() -> None:
     assert service.stream_info("bounded-0") is not None  # evicted from memory, kept by the store
 
 
+def test_the_record_cache_bounds_the_records_of_tiny_streams() -> None:
+    service = DetectionService(MemoryStore(), cache=RecordCache(max_records=50))
+    for i in range(300):
+        service.detect({"stream_id": f"tiny-{i}", "events": [{"a": i}]}, request_id="t")
+    assert len(service.cache) == 50
+
+
 def test_the_record_cache_stays_bounded_while_cached_streams_grow(tmp_path: Path) -> None:
     """Over SQLite the cached record itself grows (reused while its version is the stored one): counted as it grows."""
     service = DetectionService(SqliteStore(tmp_path / "grow.sqlite3"), cache=RecordCache(max_events=1000))

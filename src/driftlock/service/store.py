@@ -137,10 +137,12 @@ def stream_summary(record: StreamRecord) -> dict[str, Any]:
 
 class RecordCache:
     """A bounded, thread-safe LRU of stream records in front of a store, bounded by the events held
-    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline)."""
+    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline)
+    and by the records held (about 2 KB each even with few events)."""
 
-    def __init__(self, max_events: int = 200_000) -> None:
+    def __init__(self, max_events: int = 200_000, max_records: int = 4096) -> None:
         self.max_events = max_events
+        self.max_records = max_records
         self._records: OrderedDict[str, StreamRecord] = OrderedDict()
         self._sizes: dict[str, int] = {}  # events counted when each record was put (a record grows in place)
         self._events = 0
@@ -160,7 +162,7 @@ class RecordCache:
             size = self._sizes[record.stream_id] = record.events_in_memory()
             self._records[record.stream_id] = record
             self._events += size
-            while self._events > self.max_events and len(self._records) > 1:
+            while (self._events > self.max_events or len(self._records) > self.max_records) and len(self._records) > 1:
                 evicted, _ = self._records.popitem(last=False)
                 self._events -= self._sizes.pop(evicted, 0)
 
