@@ -112,18 +112,17 @@ def latency(args: argparse.Namespace, tmp: Path) -> None:
         {"stream_id": "bench", "events": [{"type": "trace", "body": {"route": "items/", "status": 200}}]}
     )
     try:
-        conns = {name: Connection(child.url) for name, child in servers.items()}
-        for conn in conns.values():  # warm up: imports, the stream's first records
-            timed(conn, "GET", "/healthz", b"", 20)
-            timed(conn, "POST", "/v1/detect", event.encode(), 20)
         for _ in range(args.rounds):
-            for name, conn in conns.items():
+            for name, child in servers.items():
+                # a connection per server and round: uvicorn closes one idle for 5 s (--timeout-keep-alive)
+                conn = Connection(child.url)
+                timed(conn, "GET", "/healthz", b"", 5)  # warm up
+                timed(conn, "POST", "/v1/detect", event.encode(), 5)
                 slow = name.startswith("protocol-0")
                 n = max(20, args.requests // 20) if slow else args.requests  # 44 ms each: fewer suffice
                 results[name]["healthz"] += timed(conn, "GET", "/healthz", b"", n)
                 results[name]["detect"] += timed(conn, "POST", "/v1/detect", event.encode(), n // 2)
-        for conn in conns.values():
-            conn.close()
+                conn.close()
     finally:
         for child in servers.values():
             child.stop()
