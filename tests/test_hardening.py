@@ -224,6 +224,13 @@ def test_an_otlp_span_json_cannot_carry_is_rejected_alone_and_the_rest_reads_bac
     assert events.status_code == 200 and len(events.json()["events"]) == 5
 
 
+def test_an_unknown_content_encoding_is_a_415(server: ServerProcess) -> None:
+    response = post_raw(server, "/v1/detect", b'{"events":[{"a":1}]}', **{"content-encoding": "br"})
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    validate(response.json(), envelope_schema())
+    assert "send gzip, deflate or none" in response.json()["error"]["message"]
+
+
 def test_a_body_that_is_not_utf8_is_a_400(server: ServerProcess) -> None:
     error = error_of(post_raw(server, "/v1/detect", b'{"events":[{"a":"\xff"}]}'), 400)
     assert "not UTF-8" in error["message"]

@@ -64,7 +64,9 @@ async def _read_body(request: Request) -> bytes:
             raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
         chunks.append(chunk)
     body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "").lower()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "deflate"):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding[:40]!r}: send gzip, deflate or none")
     try:
         if encoding == "gzip":
             body = _bounded(zlib.decompressobj(wbits=31), body)
