@@ -253,6 +253,25 @@ def test_unsupported_methods_are_405_with_allow(server: ServerProcess, method: s
     assert error["code"] == "method_not_allowed" and allow in response.headers["allow"]
 
 
+class _BrokenStore(MemoryStore):
+    def stream(self, stream_id: str) -> dict[str, Any] | None:
+        raise RuntimeError("the disk is on fire")
+
+
+async def test_an_unexpected_error_answers_the_envelope_and_is_logged_under_its_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from driftlock.server.app import create_app
+
+    transport = httpx.ASGITransport(create_app(DetectionService(_BrokenStore())), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
+        response = await client.get("/v1/streams/anything", headers={"X-Request-Id": "req-42"})
+    error = error_of(response, 500)
+    assert error["code"] == "internal" and error["request_id"] == "req-42" and "RuntimeError" in error["message"]
+    assert "the disk is on fire" not in response.text  # the details are the log's
+    assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 # -- no silent answers -------------------------------------------------------------------------------------
 
 

@@ -45,11 +45,14 @@ def _request_id(request: Request) -> str:
     return given[:100] if given.isprintable() and given else str(time.time_ns())
 
 
-def _error(request: Request, exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    request: Request, exc: ApiError, headers: dict[str, str] | None = None, request_id: str | None = None
+) -> JSONResponse:
     headers = dict(headers or {})
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(exc.body(_request_id(request)), status_code=exc.status, headers=headers)
+    body = exc.body(request_id or _request_id(request))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -199,9 +202,16 @@ def create_app(
         return _error(request, ApiError(exc.status_code, message), headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        logger.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+        request_id = _request_id(request)
+        logger.error(
+            "unexpected error answering %s %s (request id %s)",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
         message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
-        return _error(request, ApiError(500, message))
+        return _error(request, ApiError(500, message), request_id=request_id)
 
     return Starlette(
         routes=routes,
