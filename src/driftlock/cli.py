@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -37,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             forwarded_allow_ips=[a.strip() for a in (args.forwarded_allow_ips or "").split(",") if a.strip()],
         )
-    except (ValueError, ImportError) as exc:
+    except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -169,19 +169,24 @@ def run(
         forwarded_allow_ips=list(forwarded_allow_ips) or None,
     )
     if workers > 1:
+        build_service(db_text).store.close()  # the store is created (or upgraded) once, here, and can be opened
         supervisor = Multiprocess(config, sockets=[sock])
-        if on_ready is not None:
-            start = supervisor.init_processes
+        failed: list[str] = []
+        start = supervisor.init_processes
 
-            def init_processes() -> None:
-                start()
-                if all(_ready(p, supervisor) for p in supervisor.processes):
+        def init_processes() -> None:
+            start()
+            if all(_ready(p, supervisor) for p in supervisor.processes):
+                if on_ready is not None:
                     on_ready(url)
-                else:
-                    logger.error("a worker did not start; see its log above")
+            else:
+                failed.append("a worker did not start: its log is above")
+                supervisor.should_exit.set()
 
-            supervisor.init_processes = init_processes  # type: ignore[method-assign]
+        supervisor.init_processes = init_processes  # type: ignore[method-assign]
         supervisor.run()
+        if failed:
+            raise RuntimeError(failed[0])
         return
     server = uvicorn.Server(config)
     if on_ready is not None:
