@@ -74,6 +74,20 @@ def test_deep_nesting_is_a_400(server: ServerProcess, path: str, body: bytes) ->
     assert error["code"] == "invalid_argument" and "nested deeper than 64 levels" in error["message"]
 
 
+def _nested(depth: int, kind: str) -> bytes:
+    opens = [b"[" if kind == "list" or (kind == "mixed" and i % 2) else b'{"k":' for i in range(depth)]
+    return b"".join(opens) + b"1" + b"".join(b"]" if o == b"[" else b"}" for o in reversed(opens))
+
+
+@pytest.mark.parametrize("kind", ["list", "object", "mixed"])
+def test_the_depth_limit_is_exact(kind: str) -> None:
+    from driftlock.service.validation import MAX_DEPTH, parse_json
+
+    assert parse_json(_nested(MAX_DEPTH, kind)) is not None
+    with pytest.raises(ApiError, match="nested deeper than 64 levels"):
+        parse_json(_nested(MAX_DEPTH + 1, kind))
+
+
 def test_nesting_within_the_limit_is_accepted_and_read_back(server: ServerProcess) -> None:
     response = post_raw(
         server, "/v1/detect", b'{"stream_id":"nest-ok","events":[{"a":' + b"[" * 60 + b"]" * 60 + b"}]}"
