@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ from driftlock.service.sqlite import SqliteStore
 from driftlock.service.store import MemoryStore, RecordCache
 from tests import traffic
 from tests.openapi import component, validate
-from tests.support import ServerProcess, clean_env, running_server
+from tests.support import ServerProcess, clean_env, running_server, wait_for
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 """Nested far past any parser's recursion limit."""
@@ -589,3 +590,56 @@ def test_two_workers_answer_and_detect_as_one_process(tmp_path: Path) -> None:
     assert any(anomalies for _, _, anomalies, _ in expected)
     assert got == expected
     assert stream["events_ingested"] == 480
+
+
+def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """Two workers over one SQLite file: one is killed mid-load; the other keeps answering, the supervisor
+    starts a replacement, and every acknowledged event is in the store."""
+    with running_server(tmp_path / "workers.sqlite3", "--workers", "2") as srv:
+        clients = _one_client_per_worker(srv.url, 2)
+        victim, survivor = list(clients)
+        acked = {pid: 0 for pid in clients}
+        sent = {pid: 0 for pid in clients}
+        enough = threading.Event()
+
+        def send(pid: str) -> None:
+            rng = random.Random(int(pid))
+            for _ in range(2000):  # bounded; the kill (or the main thread's stop) ends the victim's early
+                batch = [traffic.normal(rng) for _ in range(5)]
+                sent[pid] += len(batch)
+                try:
+                    response = clients[pid].post("/v1/detect", json={"stream_id": "one-stream", "events": batch})
+                except httpx.HTTPError:
+                    return
+                assert response.status_code == 200, response.text
+                acked[pid] += len(batch)
+                if sum(acked.values()) >= 400:
+                    enough.set()
+                if pid == survivor and acked[survivor] >= 1000:
+                    return
+
+        threads = [threading.Thread(target=send, args=(pid,)) for pid in clients]
+        for t in threads:
+            t.start()
+        try:
+            assert enough.wait(60), "the load never got going"
+            os.kill(int(victim), signal.SIGKILL)
+        finally:
+            for t in threads:
+                t.join(60)
+        try:
+            assert acked[survivor] >= 1000  # the survivor kept answering
+            replacement = wait_for(
+                lambda: (
+                    {c.get("/healthz").headers["x-driftlock-pid"] for c in [httpx.Client(base_url=srv.url)]}
+                    - {survivor, victim}
+                ),
+                timeout=30,
+                message="a replacement worker",
+            )
+            assert replacement
+            ingested = srv.get("/v1/streams/one-stream").json()["events_ingested"]
+            assert sum(acked.values()) <= ingested <= sum(sent.values())
+        finally:
+            for client in clients.values():
+                client.close()
