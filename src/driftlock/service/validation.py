@@ -175,8 +175,10 @@ def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[byt
     for index, event in enumerate(events):
         try:
             data = event_bytes(event, tokenizer=tokenizer)
-        except (UnicodeEncodeError, RecursionError) as exc:
-            raise EventError(400, index, f"cannot be stored as JSON ({type(exc).__name__}): {exc}") from None
+        except UnicodeEncodeError:
+            raise EventError(400, index, _SURROGATE_HINT) from None
+        except RecursionError:
+            raise EventError(400, index, f"is nested deeper than {MAX_DEPTH} levels of arrays and objects") from None
         if len(data) > MAX_EVENT_BYTES:
             raise EventError(
                 413,
