@@ -345,6 +345,36 @@ def test_stream_listing_is_paginated(server: ServerProcess) -> None:
     )
 
 
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (float("nan"), "holds NaN or Infinity"),
+        (float("-inf"), "holds NaN or Infinity"),
+        ("\ud800", "lone UTF-16 surrogate"),
+        (_deep(5000), "nested deeper than 64 levels"),
+    ],
+    ids=["nan", "-inf", "surrogate", "deep"],
+)
+def test_the_service_refuses_what_it_could_not_read_back_from_every_entrance(value: Any, fragment: str) -> None:
+    """The embedded transport and the OTLP receiver call the service without the HTTP edge's parser."""
+    service = DetectionService(MemoryStore())
+    for call in (
+        lambda body: service.detect(body, request_id="t"),
+        lambda body: service.demo_detect(body, request_id="t", remaining_calls=1, limit=10),
+    ):
+        with pytest.raises(ApiError, match=fragment) as raised:
+            call({"stream_id": "entrance", "events": [{"a": 1}, {"a": value}]})
+        assert raised.value.status == 400 and raised.value.message.startswith("event 1 ")
+    assert service.stream_info("entrance") is None
+
+
 def test_the_record_cache_bounds_memory_across_streams() -> None:
     service = DetectionService(MemoryStore(), cache=RecordCache(max_events=100))
     for i in range(200):
