@@ -449,6 +449,7 @@ def test_healthz_answers_in_milliseconds_on_kept_and_new_connections(server: Ser
 def test_the_answering_process_is_named(server: ServerProcess) -> None:
     assert server.process is not None
     assert server.get("/healthz").headers["x-driftlock-pid"] == str(server.process.proc.pid)
+    assert server.get("/v1/streams/nobody").headers["x-driftlock-pid"] == str(server.process.proc.pid)  # errors too
 
 
 # -- nothing open that should not be -------------------------------------------------------------------------

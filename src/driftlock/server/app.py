@@ -48,7 +48,7 @@ def _request_id(request: Request) -> str:
 def _error(
     request: Request, exc: ApiError, headers: dict[str, str] | None = None, request_id: str | None = None
 ) -> JSONResponse:
-    headers = dict(headers or {})
+    headers = {**(headers or {}), "X-Driftlock-Pid": str(os.getpid())}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     body = exc.body(request_id or _request_id(request))
