@@ -10,11 +10,13 @@ from tests.support import ServerProcess
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The host's DRIFTLOCK_*, OTEL_* and proxy variables must not change what a test sees."""
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The host's DRIFTLOCK_*, OTEL_* and proxy variables must not change what a test sees, and the
+    embedded engine keeps each test's streams in a store of the test's own."""
     for key in list(os.environ):
         if key.startswith(("DRIFTLOCK_", "OTEL_")) or key.lower() in ("http_proxy", "https_proxy", "all_proxy"):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DRIFTLOCK_EMBEDDED_DB", str(tmp_path / "embedded.sqlite3"))
 
 
 @pytest.fixture(scope="session")

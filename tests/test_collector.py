@@ -2,15 +2,24 @@
 
 The collector binary is not installed here; the end-to-end tests send what it sends: the OpenTelemetry
 SDK's standard OTLP/HTTP exporters (protobuf and JSON, gzip on and off), in a separate process, with
-the resource and span attributes the configurations add.
+the resource and span attributes the configurations add. For loadbalancing.yaml, the test does what the
+collector would with that file (its processors, the loadbalancing exporter's key and consistent-hash ring,
+ported from the contrib source and checked against its own test vectors) and sends each replica's share to
+three real `driftlock serve` replicas.
 """
 
 from __future__ import annotations
 
+import bisect
+import gzip
+import random
 import re
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +31,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from tests.support import ServerProcess, clean_env, wait_for
+from tests.support import ServerProcess, clean_env, running_server, wait_for
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "collector-config").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+LOADBALANCING = CONFIG_DIR / "loadbalancing.yaml"
 
 # Component types of the otelcol-contrib distribution (its builder manifest, v0.136), for the kinds
 # these files may reasonably use.
@@ -58,8 +69,8 @@ def strings(node: Any, key: str = "") -> list[tuple[str, str]]:
     return [(key, node)] if isinstance(node, str) else []
 
 
-def test_the_three_topologies_are_there() -> None:
-    assert [p.name for p in CONFIGS] == ["fanout.yaml", "hosted-grpc.yaml", "local.yaml"]
+def test_the_four_topologies_are_there() -> None:
+    assert [p.name for p in CONFIGS] == ["fanout.yaml", "hosted-grpc.yaml", "loadbalancing.yaml", "local.yaml"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -95,6 +106,8 @@ def test_secrets_and_endpoints_come_from_the_environment(path: Path) -> None:
         assert "dlk_" not in value, f"{path.name}: a Driftlock key is written into the file"
     assert found >= 1, "the Driftlock exporter must send a key"
     for name, exporter in config["exporters"].items():
+        if name.split("/")[0] == "loadbalancing":
+            continue  # its backends are this file's own receivers: test_loadbalancing_backends_...
         assert str(exporter["endpoint"]).startswith("${env:"), f"{name}: endpoint from the environment"
 
 
@@ -210,3 +223,319 @@ def test_partial_success_names_the_rejected_spans(server: ServerProcess) -> None
     fine = httpx.post(server.url + "/v1/traces", content=b"", headers={"content-type": "application/x-protobuf"})
     assert fine.status_code == 200  # an empty export is a success, with no partial_success at all
     assert not ExportTraceServiceResponse.FromString(fine.content).HasField("partial_success")
+
+
+# -- loadbalancing.yaml: streams spread over several `driftlock serve` replicas -----------------------------
+#
+# What the loadbalancing exporter accepts, read from its source (exporter/loadbalancingexporter config.go and
+# trace_exporter.go in opentelemetry-collector-contrib): routing keys for traces, its options, its only
+# protocol (`otlp`, i.e. OTLP/gRPC: there is no otlphttp variant) and its resolvers with their options.
+LB_TRACE_ROUTING_KEYS = {"traceID", "service", "attributes"}  # "resource", "metric", "streamID": other signals
+LB_OPTIONS = {
+    "protocol",
+    "resolver",
+    "routing_key",
+    "routing_attributes",
+    "timeout",
+    "retry_on_failure",
+    "sending_queue",
+}
+LB_RESOLVERS = {
+    "static": {"hostnames"},
+    "dns": {"hostname", "port", "interval", "timeout"},
+    "k8s": {"service", "ports", "timeout", "return_hostnames"},
+    "aws_cloud_map": {"namespace", "service_name", "health_status", "interval", "timeout", "port"},
+}  # fmt: skip
+STREAM = "driftlock.stream_id"
+
+
+def test_loadbalancing_routes_by_the_attribute_that_makes_the_stream() -> None:
+    config = load(LOADBALANCING)
+    (name,) = [n for n in config["exporters"] if n.split("/")[0] == "loadbalancing"]
+    exporter = config["exporters"][name]
+    assert set(exporter) <= LB_OPTIONS, set(exporter) - LB_OPTIONS
+    assert exporter["routing_key"] in LB_TRACE_ROUTING_KEYS
+    # `service` would split a stream two services share, and put a service's several streams on one replica
+    assert exporter["routing_key"] == "attributes" and exporter["routing_attributes"] == [STREAM]
+    assert set(exporter["protocol"]) == {"otlp"}, "the exporter's only protocol is OTLP/gRPC"
+    assert "endpoint" not in exporter["protocol"]["otlp"], "the exporter sets each backend's endpoint itself"
+    assert exporter["protocol"]["otlp"]["tls"]["insecure"] is True  # plaintext gRPC to loopback receivers
+    (kind,) = exporter["resolver"]  # exactly one resolver
+    assert set(exporter["resolver"][kind]) <= LB_RESOLVERS[kind]
+    # The front pipeline makes every resource carry the stream driftlock serve will judge its spans by.
+    front = config["service"]["pipelines"]["traces"]
+    assert front["receivers"] == ["otlp"] and front["exporters"] == [name]
+    assert front["processors"] == [
+        "memory_limiter",
+        "filter/health",
+        "groupbyattrs/driftlock",
+        "resource/driftlock",
+        "batch",
+    ]
+    assert config["processors"]["groupbyattrs/driftlock"]["keys"] == [STREAM]
+
+
+def test_loadbalancing_backends_are_loopback_receivers_each_forwarding_to_one_replica() -> None:
+    config = load(LOADBALANCING)
+    hostnames = config["exporters"]["loadbalancing/driftlock"]["resolver"]["static"]["hostnames"]
+    assert 2 <= len(hostnames) <= 3 and len(set(hostnames)) == len(hostnames)
+    routes = backend_routes(config)
+    assert sorted(routes) == sorted(hostnames)
+    replicas = list(routes.values())
+    assert len(set(replicas)) == len(replicas), "two backends must not share a replica"
+    for hostname, exporter_name in routes.items():
+        assert hostname.startswith("127.0.0.1:"), f"{hostname}: the internal hop stays on loopback"
+        exporter = config["exporters"][exporter_name]
+        assert exporter_name.split("/")[0] == "otlphttp" and exporter["encoding"] == "proto"
+        assert ENV_ONLY.match(exporter["endpoint"]) and ENV_ONLY.match(exporter["headers"]["X-Api-Key"])
+
+
+def backend_routes(config: dict[str, Any]) -> dict[str, str]:
+    """hostname in the resolver -> the otlphttp exporter its receiver's pipeline sends to."""
+    by_endpoint = {
+        r["protocols"]["grpc"]["endpoint"]: name
+        for name, r in config["receivers"].items()
+        if name != "otlp" and set(r["protocols"]) == {"grpc"}
+    }
+    routes = {}
+    for hostname in config["exporters"]["loadbalancing/driftlock"]["resolver"]["static"]["hostnames"]:
+        receiver = by_endpoint[hostname]
+        (pipeline,) = [p for p in config["service"]["pipelines"].values() if receiver in p["receivers"]]
+        assert pipeline["receivers"] == [receiver] and len(pipeline["exporters"]) == 1
+        routes[hostname] = pipeline["exporters"][0]
+    return routes
+
+
+# The exporter's consistent-hash ring, ported from its consistent_hashing.go as the releases the manifest names
+# have it (v0.136: crc32 IEEE over endpoint + 4-byte little-endian index, 100 points per endpoint on 36000
+# positions, linear probing on collisions; a 2026 rework changed the constants). Its own test vectors below.
+RING_POSITIONS, RING_WEIGHT, RING_PROBES = 36000, 100, 10
+
+
+def ring(endpoints: list[str], weight: int = RING_WEIGHT) -> list[tuple[int, str]]:
+    used: set[int] = set()
+    items = []
+    for endpoint in endpoints:
+        for i in range(weight):
+            pos = zlib.crc32(endpoint.encode() + struct.pack("<I", i)) % RING_POSITIONS
+            probed = 0
+            while pos in used and probed < RING_PROBES:
+                pos, probed = (pos + 1) % RING_POSITIONS, probed + 1
+            if probed < RING_PROBES:
+                used.add(pos)
+                items.append((pos, endpoint))
+    return sorted(items)
+
+
+def endpoint_for(items: list[tuple[int, str]], identifier: bytes) -> str:
+    pos = zlib.crc32(identifier) % RING_POSITIONS
+    i = bisect.bisect_left([p for p, _ in items], pos)
+    return items[i if i < len(items) else 0][1]
+
+
+def test_the_ring_port_reproduces_the_exporters_own_test_vectors() -> None:
+    assert [p for p, _ in ring(["endpoint-1"], 5)] == [0x21CA, 0x29D3, 0x3984, 0x5EAF, 0x8BC1]
+    assert [p for p, _ in ring(["endpoint-1", "endpoint-1"], 5)] == [
+        0x21CA, 0x21CB, 0x29D3, 0x29D4, 0x3984, 0x3985, 0x5EAF, 0x5EB0, 0x8BC1, 0x8BC2,
+    ]  # fmt: skip
+    assert ring(["endpoint-A", "endpoint-B"], 5) == [
+        (0xDDE, "endpoint-B"), (0x162E, "endpoint-A"), (0x21F5, "endpoint-B"), (0x34E5, "endpoint-A"),
+        (0x61FB, "endpoint-B"), (0x6910, "endpoint-B"), (0x76A0, "endpoint-A"), (0x7E2B, "endpoint-A"),
+        (0x7F7C, "endpoint-A"), (0x85AC, "endpoint-B"),
+    ]  # fmt: skip
+    two = ring(["endpoint-1", "endpoint-2"])
+    assert len(two) == 200
+    ids = [bytes([1, 2, 0, 0]), bytes([128, 128, 0, 0]), b"ad-service-7", b"get-recommendations-1"]
+    assert [endpoint_for(two, i) for i in ids] == ["endpoint-2", "endpoint-1", "endpoint-2", "endpoint-1"]
+
+
+def _attrs(kvs: Any) -> dict[str, AnyValue]:
+    return {kv.key: kv.value for kv in kvs}
+
+
+def front_pipeline(request: ExportTraceServiceRequest, config: dict[str, Any]) -> ExportTraceServiceRequest:
+    """The front pipeline's groupbyattrs and resource (insert from_attribute) processors, in the file's order,
+    as the contrib processors do them (the others pass this traffic through unchanged)."""
+    for name in config["service"]["pipelines"]["traces"]["processors"]:
+        kind, settings = name.split("/")[0], config["processors"][name]
+        if kind == "groupbyattrs":
+            request = group_by_attributes(request, settings["keys"])
+        elif kind == "resource":
+            for action in settings["attributes"]:
+                assert action["action"] == "insert" and "from_attribute" in action, action
+                for rs in request.resource_spans:
+                    attributes = _attrs(rs.resource.attributes)
+                    if action["key"] not in attributes and action["from_attribute"] in attributes:
+                        rs.resource.attributes.append(
+                            KeyValue(key=action["key"], value=attributes[action["from_attribute"]])
+                        )
+    return request
+
+
+def group_by_attributes(request: ExportTraceServiceRequest, keys: list[str]) -> ExportTraceServiceRequest:
+    """groupbyattrs: a span's attributes named in `keys` move to a copy of its resource (overriding the
+    resource's own values); spans whose resources end up equal share one ResourceSpans."""
+    out = ExportTraceServiceRequest()
+    groups: dict[tuple[tuple[str, bytes], ...], ResourceSpans] = {}
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                attributes = _attrs(rs.resource.attributes)
+                attributes.update({k: v for k, v in _attrs(span.attributes).items() if k in keys})
+                moved = Span()
+                moved.CopyFrom(span)
+                del moved.attributes[:]
+                moved.attributes.extend(kv for kv in span.attributes if kv.key not in keys)
+                group = tuple(sorted((k, v.SerializeToString()) for k, v in attributes.items()))
+                if group not in groups:
+                    groups[group] = out.resource_spans.add()
+                    groups[group].resource.attributes.extend(KeyValue(key=k, value=v) for k, v in attributes.items())
+                target = groups[group]
+                same = [
+                    s
+                    for s in target.scope_spans
+                    if (s.scope.name, s.scope.version) == (ss.scope.name, ss.scope.version)
+                ]
+                scope = same[0] if same else target.scope_spans.add(scope=ss.scope)
+                scope.spans.append(moved)
+    return out
+
+
+def route(
+    request: ExportTraceServiceRequest, items: list[tuple[int, str]], exporter: dict[str, Any]
+) -> dict[str, ExportTraceServiceRequest]:
+    """The loadbalancing exporter for traces: split per resource, scope and trace id; for `attributes` (and
+    `service`, which is service.name) the key is each attribute's value, looked up on the resource, then the
+    scope, then the batch's first span, concatenated (the v0.136 encoding); for traceID, the trace id."""
+    names = {"service": ["service.name"], "attributes": exporter.get("routing_attributes", [])}.get(
+        exporter.get("routing_key", "traceID"), []
+    )
+    out: dict[str, ExportTraceServiceRequest] = {}
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            traces: dict[bytes, list[Span]] = {}
+            for span in ss.spans:
+                traces.setdefault(span.trace_id, []).append(span)
+            for trace_id, spans in traces.items():
+                key = trace_id
+                if names:
+                    places = [_attrs(rs.resource.attributes), _attrs(ss.scope.attributes), _attrs(spans[0].attributes)]
+                    found = [next((p[n] for p in places if n in p), None) for n in names]
+                    key = "".join(v.string_value for v in found if v is not None).encode()
+                batch = out.setdefault(endpoint_for(items, key), ExportTraceServiceRequest()).resource_spans.add()
+                batch.resource.CopyFrom(rs.resource)
+                batch.scope_spans.add(scope=ss.scope).spans.extend(spans)
+    return out
+
+
+def _resolve_env(value: str, env: dict[str, str]) -> str:
+    match = re.match(r"^\$\{env:([A-Z0-9_]+)(?::-([^}]*))?\}$", value)
+    assert match, value
+    return env.get(match.group(1), match.group(2) or "")
+
+
+class Traffic:
+    """Spans from many services, as they reach the collector: streams named by service, resource and span."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, int] = {}  # stream -> spans sent (what driftlock serve must count)
+        self.rng = random.Random(3)
+        self._ids = iter(range(1, 10**6))
+
+    def request(self, round_: int) -> ExportTraceServiceRequest:
+        request = ExportTraceServiceRequest()
+        for n in range(6):  # six services, each its own stream (service.name)
+            self._resource(request, {"service.name": f"svc-{n}"}, [self._normal() for _ in range(10)])
+        # the resource names the stream; 500 spans over five rounds, the last 40 from a scanner
+        checkout = [self._scanner() if round_ * 100 + i >= 460 else self._normal() for i in range(100)]
+        self._resource(request, {"service.name": "checkout", STREAM: "shop-eu"}, checkout)
+        # one gateway, a stream per tenant named on each span (the span wins over the resource's own)
+        tenants = [{**self._normal(), STREAM: f"tenant-{t}"} for t in "abc" for _ in range(5)]
+        self._resource(request, {"service.name": "gateway", STREAM: "gateway"}, tenants)
+        for service in ("web-a", "web-b"):  # two services, one stream
+            self._resource(request, {"service.name": service, STREAM: "shared"}, [self._normal() for _ in range(8)])
+        return request
+
+    def _normal(self) -> dict[str, Any]:
+        return {
+            "http.request.method": self.rng.choice(["GET", "GET", "POST"]),
+            "http.route": self.rng.choice(["/", "/cart", "/cart/{id}", "/pay", "/orders/{id}"]),
+            "url.path": "/",
+            "http.response.status_code": self.rng.choice([200] * 9 + [302]),
+        }
+
+    def _scanner(self) -> dict[str, Any]:
+        path = self.rng.choice(["/.env", "/wp-login.php", "/.git/config"])
+        return {"http.request.method": "GET", "url.path": path, "http.response.status_code": 404}
+
+    def _resource(self, request: ExportTraceServiceRequest, resource: dict[str, str], spans: list[Any]) -> None:
+        rs = request.resource_spans.add()
+        rs.resource.attributes.extend(_kv(k, v) for k, v in resource.items())
+        scope = rs.scope_spans.add()
+        scope.scope.name = "test-service"
+        for attributes in spans:
+            n = next(self._ids)
+            span = scope.spans.add(name="GET", kind=Span.SPAN_KIND_SERVER)
+            span.trace_id, span.span_id = n.to_bytes(16, "big"), n.to_bytes(8, "big")
+            span.start_time_unix_nano = span.end_time_unix_nano = 10**18 + n * 10**6
+            for key, value in attributes.items():
+                any_value = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+                span.attributes.append(KeyValue(key=key, value=any_value))
+            owner = attributes.get(STREAM) or resource.get(STREAM) or resource["service.name"]
+            self.sent[owner] = self.sent.get(owner, 0) + 1
+
+
+@pytest.fixture(scope="module")
+def replicas() -> Iterator[list[ServerProcess]]:
+    """Three real `driftlock serve` replicas, each with its own store: the case routing is for."""
+    with running_server() as one, running_server() as two, running_server() as three:
+        yield [one, two, three]
+
+
+def test_each_stream_lands_whole_on_the_replica_the_ring_names(replicas: list[ServerProcess]) -> None:
+    config = load(LOADBALANCING)
+    exporter = config["exporters"]["loadbalancing/driftlock"]
+    items = ring(
+        sorted(exporter["resolver"]["static"]["hostnames"])
+    )  # the static resolver sorts its hostnames before building the ring
+    env = {f"DRIFTLOCK_REPLICA_{i + 1}": r.url for i, r in enumerate(replicas)}
+    replica_of = {h: _resolve_env(config["exporters"][e]["endpoint"], env) for h, e in backend_routes(config).items()}
+    assert sorted(replica_of.values()) == sorted(r.url for r in replicas)
+
+    traffic = Traffic()
+    for round_ in range(5):  # several batches: a stream must keep its replica from one to the next
+        for hostname, request in route(front_pipeline(traffic.request(round_), config), items, exporter).items():
+            response = httpx.post(
+                replica_of[hostname] + "/v1/traces",
+                content=gzip.compress(request.SerializeToString()),
+                headers={"content-type": "application/x-protobuf", "content-encoding": "gzip"},
+                timeout=60,
+            )
+            assert response.status_code == 200, response.text
+            assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+
+    def ingested(replica: ServerProcess, stream: str) -> int:
+        response = replica.get(f"/v1/streams/{stream}")
+        return int(response.json()["events_ingested"]) if response.status_code == 200 else 0
+
+    owners: dict[str, str] = {}
+    for stream, count in traffic.sent.items():
+        counts = {r.url: ingested(r, stream) for r in replicas}
+        holders = [url for url, n in counts.items() if n]
+        assert holders == [replica_of[endpoint_for(items, stream.encode())]], f"{stream}: {counts}"
+        assert counts[holders[0]] == count, f"{stream}: every span of the stream on its replica"
+        owners[stream] = holders[0]
+    assert set(traffic.sent) == {f"svc-{n}" for n in range(6)} | {
+        "shop-eu",
+        "tenant-a",
+        "tenant-b",
+        "tenant-c",
+        "shared",
+    }
+    assert len(set(owners.values())) == 3, "the streams spread over all the replicas"
+    # routing by service would have split the shared stream over two replicas (two stores, two baselines)
+    assert endpoint_for(items, b"web-a") != endpoint_for(items, b"web-b")
+    # the stream that turned strange has its whole history in one store, so its replica saw it
+    for replica in replicas:
+        total = replica.get("/v1/anomalies", params={"stream_id": "shop-eu"}).json()["total"]
+        assert (total >= 1) if replica.url == owners["shop-eu"] else (total == 0)

@@ -98,15 +98,16 @@ def test_window_must_be_positive() -> None:
 
 
 def test_the_table_names_surging_events_with_their_counts_then_the_least_usual() -> None:
-    """The demo's table reads the engine's own ``why``: a change in its wording must fail here."""
+    """The demo's table reads the engine's structured explanation (no prose parsed back)."""
     page = {"kind": "http", "method": "GET", "route": "products/<int:pk>/", "status": 200, "duration": "<10ms"}
     login = {**page, "method": "POST", "route": "login/", "status": 401}
     probe = {**page, "route": "search/", "query": {"q": '" OR ""="'}}  # quotes survive the JSON
     baseline = [event_bytes({"type": "trace", "body": page})] * 399 + [event_bytes({"type": "trace", "body": login})]
     window = [event_bytes({"type": "trace", "body": b}) for b in [page] * 30 + [login] * 19 + [probe]]
-    why = explain(analyse(baseline, window, resolve_settings(None)), baseline, window).why()
-    named = unusual(why)
-    assert named[:2] == ["POST login/ 401 <10ms: 19 of 50, was 1 of 400", 'GET search/ 200 <10ms q=" OR ""="'], why
+    explanation = explain(analyse(baseline, window, resolve_settings(None)), baseline, window)
+    named = unusual(explanation.as_dict())
+    assert named[:2] == ["POST login/ 401 <10ms: 19 of 50, was 1 of 400", 'GET search/ 200 <10ms q=" OR ""="'], named
+    assert "19 of 50 events, 1 of 400 before" in explanation.why()
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -252,3 +252,18 @@ def test_private_middleware_class_has_the_shape_we_rely_on() -> None:
 
     assert DjangoInstrumentor._opentelemetry_middleware == OTEL_MIDDLEWARE
     assert otel_middleware._is_asgi_supported, "install opentelemetry-instrumentation-django[asgi]"
+
+
+def test_middleware_placed_after_answering_middleware_is_said_once_with_the_fix() -> None:
+    from driftlock.django.checks import hidden_answers
+
+    page = [
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "driftlock.django.DriftlockMiddleware",
+    ]
+    problem = hidden_answers(page, ["shop"])
+    assert problem and "APPEND_SLASH" in problem and "CSRF" in problem and "INSTALLED_APPS" in problem
+    assert hidden_answers(page, ["shop", "driftlock.django"]) is None  # the span then wraps every middleware
+    assert hidden_answers(page[2:], ["shop"]) is None

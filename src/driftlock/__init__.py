@@ -11,7 +11,7 @@ from driftlock.anomalies import (
     remove_anomaly_handler,
     remove_incident_handler,
 )
-from driftlock.client import AnomalyPage, DriftlockClient, DriftlockSyncClient, Health
+from driftlock.client import DriftlockClient, DriftlockSyncClient, Stream, SyncStream
 from driftlock.config import Config
 from driftlock.exceptions import (
     DriftlockAuthenticationError,
@@ -22,7 +22,20 @@ from driftlock.exceptions import (
     DriftlockValidationError,
 )
 from driftlock.exporter import DriftlockSpanExporter
-from driftlock.models import Anomaly, AnomalyMetrics, Calibration, DetectionResult, Incident, IncidentMark
+from driftlock.models import (
+    Anomaly,
+    AnomalyMetrics,
+    AnomalyPage,
+    Calibration,
+    DetectionResult,
+    ExportJob,
+    Health,
+    Incident,
+    IncidentExplanation,
+    IncidentMark,
+    IncidentPage,
+    Readiness,
+)
 from driftlock.setup import configure
 
 __all__ = [
@@ -41,10 +54,16 @@ __all__ = [
     "DriftlockSpanExporter",
     "DriftlockSyncClient",
     "DriftlockValidationError",
+    "ExportJob",
     "Health",
     "Incident",
+    "IncidentExplanation",
     "IncidentMark",
+    "IncidentPage",
+    "Readiness",
     "SpanDetails",
+    "Stream",
+    "SyncStream",
     "__version__",
     "add_anomaly_handler",
     "add_incident_handler",

@@ -11,6 +11,7 @@ import email.utils
 import json
 import random
 import time
+import urllib.parse
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,6 @@ from driftlock.exceptions import (
 )
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-BACKOFF_BASE = 0.25
-BACKOFF_MAX = 8.0
 USER_AGENT = f"driftlock-python/{__version__}"
 _ENVELOPE_KEYS = frozenset({"type", "body", "timestamp", "attributes", "idempotency_key", "sequence"})
 
@@ -116,6 +115,13 @@ def detect_body(
     return body
 
 
+def escape(segment: str) -> str:
+    """One path segment, percent-encoded (a ``/`` or ``?`` in a stream id stays inside its segment)."""
+    if not isinstance(segment, str) or not segment:
+        raise DriftlockValidationError(f"an id must be a non-empty string, got {segment!r}", code="invalid_argument")
+    return urllib.parse.quote(segment, safe="")
+
+
 def headers_for(config: Config) -> dict[str, str]:
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if config.api_key:
@@ -171,7 +177,10 @@ def call_flow(
             )
         if attempt >= config.max_retries:
             raise error
-        delay = retry_after if retry_after is not None else backoff(attempt, rng)
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = backoff(attempt, rng, initial=config.retry_delay, cap=config.max_retry_delay)
         if time.monotonic() + delay >= deadline:
             raise error
         interrupted = yield Sleep(delay)
@@ -180,9 +189,10 @@ def call_flow(
         attempt += 1
 
 
-def backoff(attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with ±20% jitter, as the OTLP exporters do."""
-    return float(min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX) * rng.uniform(0.8, 1.2))
+def backoff(attempt: int, rng: random.Random, *, initial: float, cap: float) -> float:
+    """Exponential backoff from ``initial`` (RETRY_DELAY) up to ``cap`` (MAX_RETRY_DELAY), with ±20% jitter
+    (as the OTLP exporters do) that never passes the cap."""
+    return float(min(min(initial * 2.0**attempt, cap) * rng.uniform(0.8, 1.2), cap))
 
 
 def parse_json(response: Response, url: str) -> Any:
@@ -248,7 +258,8 @@ def error_from_response(response: Response, url: str) -> DriftlockError:
         return DriftlockAuthenticationError(f"{message}. Check the API_KEY setting (DRIFTLOCK_API_KEY).", **kwargs)
     if status == 429:
         return DriftlockRateLimitError(message, retry_after=wait, **kwargs)
-    if status in (400, 404, 409, 413, 422):
+    if status in (400, 404, 409, 412, 413, 422):
+        # 412: the stream is not calibrated yet (reset-anchor); send more events first, then retry.
         return DriftlockValidationError(message, **kwargs)
     return DriftlockError(message, **kwargs)
 

@@ -20,6 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
     keys = list(args.api_key or [])
     keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
     workers = f", {args.workers} workers" if args.workers > 1 else ""
+    hooks = list(args.notify or [])
+    hooks += os.environ.get("DRIFTLOCK_SERVE_WEBHOOKS", "").replace(",", " ").split()
 
     def ready(url: str) -> None:
         for line in describe_keys(keys):  # a count and masked prefixes: never a key
@@ -37,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
             on_ready=ready,
             workers=args.workers,
             forwarded_allow_ips=[a.strip() for a in (args.forwarded_allow_ips or "").split(",") if a.strip()],
+            notify=hooks,
+            webhook_secret=os.environ.get("DRIFTLOCK_SERVE_WEBHOOK_SECRET") or None,
         )
     except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
@@ -90,7 +94,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("driftlock demo: --duration must be a positive number of seconds", file=sys.stderr)
         return 2
-    return demo(args.seed, args.duration, args.json)
+    if args.workers < 1:
+        print("driftlock demo: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return demo(args.seed, args.duration, args.json, args.workers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help="comma-separated proxy addresses whose X-Forwarded-For is believed (default: none)",
     )
+    serve.add_argument(
+        "--notify",
+        action="append",
+        metavar="URL",
+        help="POST incidents opened and resolved to this webhook (repeatable; also DRIFTLOCK_SERVE_WEBHOOKS; "
+        "signed with DRIFTLOCK_SERVE_WEBHOOK_SECRET; Slack incoming webhooks get Slack's format)",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)
 
@@ -139,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=1, help="traffic seed (default: %(default)s)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)")
     demo.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
+    demo.add_argument(
+        "--workers", type=int, default=2, help="gunicorn worker processes of the shop (default: %(default)s)"
+    )
     demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

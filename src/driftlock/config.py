@@ -43,6 +43,8 @@ class Config:
     async_mode: bool = True
     timeout: float = 10.0
     max_retries: int = 3
+    retry_delay: float = 0.25
+    max_retry_delay: float = 8.0
     max_batch_size: int = 256
     config_override: Mapping[str, Any] | None = None
     on_anomaly: AnomalyCallback | str | None = None
@@ -163,9 +165,13 @@ def _check(key: str, name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise _fail(key, "True or False", value)
         return value
-    if name == "timeout":
+    if name in ("timeout", "max_retry_delay"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise _fail(key, "a positive number of seconds", value)
+        return float(value)
+    if name == "retry_delay":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise _fail(key, "a number of seconds >= 0", value)
         return float(value)
     if name in ("max_retries", "max_batch_size", "confirmations"):
         low = 0 if name == "max_retries" else 1
@@ -209,7 +215,7 @@ def _parse_env(name: str, raw: str) -> Any:
         if raw.lower() not in _TRUE | _FALSE:
             raise DriftlockConfigurationError(f"{var} must be true or false, got {raw!r}.")
         value = raw.lower() in _TRUE
-    elif name in ("timeout",):
+    elif name in ("timeout", "retry_delay", "max_retry_delay"):
         try:
             value = float(raw)
         except ValueError:

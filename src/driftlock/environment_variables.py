@@ -28,6 +28,12 @@ DRIFTLOCK_TIMEOUT = "DRIFTLOCK_TIMEOUT"
 DRIFTLOCK_MAX_RETRIES = "DRIFTLOCK_MAX_RETRIES"
 """Retries on 429, 502, 503, 504 and connection errors."""
 
+DRIFTLOCK_RETRY_DELAY = "DRIFTLOCK_RETRY_DELAY"
+"""Seconds to wait before the first retry (default 0.25); each further retry waits twice as long, ±20%."""
+
+DRIFTLOCK_MAX_RETRY_DELAY = "DRIFTLOCK_MAX_RETRY_DELAY"
+"""The longest wait between two retries, in seconds (default 8). ``Retry-After`` from the API wins over both."""
+
 DRIFTLOCK_MAX_BATCH_SIZE = "DRIFTLOCK_MAX_BATCH_SIZE"
 """Events per request; larger lists are split and their results merged."""
 

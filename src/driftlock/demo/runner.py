@@ -1,8 +1,11 @@
 """``driftlock demo``: the whole product on this machine, with no account.
 
 It starts ``driftlock serve`` (the embedded engine, a temporary database) and the demo shop under
-gunicorn on 127.0.0.1, sends a seeded plan of ordinary traffic with labelled anomaly episodes, waits
-for the exporter to deliver every event, then shows what was detected and scores it.
+gunicorn on 127.0.0.1 with several worker processes, sends a seeded plan of ordinary traffic with
+labelled anomaly episodes over a new connection per request (so the workers share the traffic, as
+they do behind a real client mix), waits for the exporter to deliver every event, then scores what
+the shop's processes were told: each worker's ON_ANOMALY writes the incidents it dispatches to a
+file (:mod:`driftlock.demo.shop.alarms`), and those lines, not the server's list, are the alarms.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -25,24 +28,33 @@ from typing import Any
 
 import httpx
 
-from driftlock.alarms import DEFAULT_CONFIRMATIONS, raised
 from driftlock.demo import scenarios
 from driftlock.demo.process import ListeningProcess
 from driftlock.demo.scoring import Episode, Score, score
+from driftlock.engine.settings import PROFILES
+from driftlock.service.incidents import route_of
 
 __all__ = ["DemoResult", "run"]
 
-WINDOW = 50  # the balanced profile's window: how long after an episode an alarm still counts for it
-CONFIRMATIONS = DEFAULT_CONFIRMATIONS  # the exporter's: anomalous detections within a window before an alarm
+WINDOW = PROFILES["balanced"].window_size  # how long after an episode an alarm still counts for it
+INTERLEAVE = 1.5
+"""Seconds by which the stream at the server can be out of the order the traffic was sent in: each
+worker's batch processor delivers its share once a second, so a window holds events of several
+workers' seconds. An alarm counts for an episode when a worker was told of it after the episode
+began, and the detection that opened it judged events sent no later than a window (plus this) after
+the episode's end; otherwise it is false."""
+MAX_REACH = 150
+"""Never past the 200 ordinary requests between two episodes: an alarm counts for one episode."""
 STREAM = "demo-shop"
 CONCURRENCY = 4
+WORKERS = 2
 
 
 @dataclass
 class Alarm:
-    """One incident, as the exporter raises it: confirmed, once."""
+    """One incident, as a worker of the shop was told of it."""
 
-    index: int  # event position of the detection that raised it
+    index: int  # event position of the anomaly that opened it
     at: str
     routes: list[str]
     why: str  # the strongest signal
@@ -51,6 +63,8 @@ class Alarm:
     p_value: float
     confidence: float
     kind: str | None  # the episode it covers, None for a false alarm
+    incident_id: str | None
+    pid: int
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -64,16 +78,22 @@ class DemoResult:
     seconds: float
     alarms: list[Alarm]
     score: Score
+    workers: int = WORKERS
+    told_twice: int = 0  # incidents told by more than one line (should be none)
+    opened_untold: int = 0  # incidents the service opened that no worker told (should be none)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
+            "workers": self.workers,
             "requests": self.requests,
             "events": self.events,
             "seconds": round(self.seconds, 1),
             "episodes_found": self.score.found,
             "episodes_injected": len(self.score.episodes),
             "false_alarms": self.score.false_alarms,
+            "told_twice": self.told_twice,
+            "opened_untold": self.opened_untold,
             "episodes": [
                 {"kind": r.episode.kind, "found": r.found, "delay_events": r.delay} for r in self.score.episodes
             ],
@@ -82,31 +102,41 @@ class DemoResult:
 
 
 @contextmanager
-def _services(workdir: Path, faults: Path) -> Iterator[tuple[str, str]]:
+def _services(workdir: Path, faults: Path, workers: int, embedded: bool) -> Iterator[tuple[httpx.Client, str]]:
+    """(a client of the API the shop reports to, the shop's URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOCK_", "OTEL_"))}
     with ExitStack() as stack:
-        server = ListeningProcess(
-            [sys.executable, "-m", "driftlock", "serve", "--port", "0", "--db", str(workdir / "demo.sqlite3")],
-            env,
-            "driftlock serve",
-        )
-        stack.callback(server.stop)
-        server_url = server.wait_for_url()
         shop_env = {
             **env,
             "DJANGO_SETTINGS_MODULE": "driftlock.demo.shop.settings",
-            "DRIFTLOCK_BASE_URL": server_url,
             "DRIFTLOCK_DEMO_FAULTS": str(faults),
+            "DRIFTLOCK_DEMO_ALARMS": str(workdir / "alarms.jsonl"),
             "OTEL_SERVICE_NAME": "demo-shop",
         }
+        if embedded:
+            from driftlock.service.embedded import EmbeddedTransport
+
+            shop_env["DRIFTLOCK_EMBEDDED_DB"] = str(workdir / "embedded.sqlite3")
+            api = httpx.Client(transport=EmbeddedTransport(workdir / "embedded.sqlite3"), base_url="http://embedded")
+        else:
+            server = ListeningProcess(
+                [sys.executable, "-m", "driftlock", "serve", "--port", "0", "--db", str(workdir / "demo.sqlite3")],
+                env,
+                "driftlock serve",
+            )
+            stack.callback(server.stop)
+            shop_env["DRIFTLOCK_BASE_URL"] = server.wait_for_url()
+            api = httpx.Client(base_url=shop_env["DRIFTLOCK_BASE_URL"], timeout=30)
+        stack.callback(api.close)
         shop = ListeningProcess(
             [sys.executable, "-m", "gunicorn", "driftlock.demo.shop.wsgi:application", "--bind", "127.0.0.1:0",
-             "--workers", "2", "--threads", str(CONCURRENCY), "--graceful-timeout", "10", "--log-level", "info"],
+             "--workers", str(workers), "--threads", str(CONCURRENCY), "--graceful-timeout", "10",
+             "--log-level", "info"],
             shop_env,
             "gunicorn",
         )  # fmt: skip
         stack.callback(shop.stop)
-        yield server_url, shop.wait_for_url()
+        yield api, shop.wait_for_url()
 
 
 class _Pacer:
@@ -150,57 +180,41 @@ def _timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-_FIELD = {
-    "method": re.compile(r'"method":"([A-Z]+)"'),
-    "route": re.compile(r'"route":"([^"…]+)"'),
-    "status": re.compile(r'"status":(\d+)'),
-    "duration": re.compile(r'"duration":"([^"]+)"'),
-    "error": re.compile(r'"error":"([^"…]+)"'),
-    "query": re.compile(r'"query":\{"[^"]+":"((?:[^"\\]|\\.)*)'),  # a JSON string, escapes and all
-}
-
-
-_COUNTS = re.compile(r"\((\d+) of (\d+) events, (\d+) of (\d+) before\)")
-
-
-def _unescape(text: str) -> str:
-    try:
-        value = json.loads(f'"{text}"')
-    except ValueError:  # cut inside an escape by describe()'s width
-        return text
-    return value if isinstance(value, str) else text
-
-
-def _compact(snippet: str) -> str | None:
-    """One described event as ``GET search/ 200 <10ms q=...``; None when it names no route."""
-    found = {k: m.group(1) for k, rx in _FIELD.items() if (m := rx.search(snippet))}
-    if "route" not in found:
-        return None
-    words = [found.get("method", ""), found["route"], found.get("status", ""), found.get("duration", "")]
-    words += [found["error"]] if "error" in found else []
-    words += [f"q={_unescape(found['query'])[:30]}"] if "query" in found else []
+def compact(event: Any) -> str:
+    """One event as ``GET search/ 200 <10ms q=...`` (its JSON when it is not a request)."""
+    body = event.get("body") if isinstance(event, Mapping) else None
+    if not isinstance(body, Mapping) or "route" not in body:
+        return json.dumps(event, sort_keys=True, ensure_ascii=False)[:80]
+    words = [str(body.get(k, "")) for k in ("method", "route", "status", "duration")]
+    words += [str(body["error"])] if body.get("error") else []
+    query = body.get("query")
+    if isinstance(query, Mapping) and query:
+        key, value = next(iter(query.items()))
+        words.append(f"{key}={str(value)[:30]}")
     return " ".join(w for w in words if w)
 
 
-def unusual(why: str) -> list[str]:
-    """The events a ``why`` names: first those far more frequent than in the baseline, with their
+def unusual(explanation: Mapping[str, Any]) -> list[str]:
+    """The events an explanation names: first those far more frequent than in the baseline, with their
     counts (``POST login/ 401 <10ms: 20 of 50, was 1 of 400``), then those least like the baseline."""
-    rest, _, least = why.partition("; least like the baseline: ")
-    _, _, frequent = rest.partition("far more frequent than in the baseline: ")
-    out = []
-    for snippet in frequent.split("; {") if frequent else []:
-        event, counts = _compact(snippet), _COUNTS.search(snippet)
-        if event and counts:
-            out.append(f"{event}: {counts[1]} of {counts[2]}, was {counts[3]} of {counts[4]}")
-    for snippet in least.split("; {") if least else []:
-        if event := _compact(snippet):
-            out.append(event)
-    return out
+    out = [
+        f"{compact(s['event'])}: {s['count']} of {s['window']}, was {s['baseline_count']} of {s['baseline']}"
+        for s in explanation.get("surges", [])
+    ]
+    return out + [compact(item["event"]) for item in explanation.get("least_like", [])]
 
 
-def run(seed: int = 1, duration: float = 60.0, progress: Any = None) -> DemoResult:
+def run(
+    seed: int = 1,
+    duration: float = 60.0,
+    progress: Any = None,
+    *,
+    workers: int = WORKERS,
+    embedded: bool = False,
+    phases: list[scenarios.Phase] | None = None,
+) -> DemoResult:
     """Run the demo; ``progress(done, total, label)`` is called as requests go out."""
-    phases = scenarios.plan(seed)
+    phases = phases if phases is not None else scenarios.plan(seed)
     total = sum(len(p.requests) for p in phases)
     events_expected = sum(1 for p in phases for r in p.requests if scenarios.is_event(r))
     started = time.monotonic()
@@ -208,11 +222,12 @@ def run(seed: int = 1, duration: float = 60.0, progress: Any = None) -> DemoResu
         workdir = Path(tmp)
         faults = workdir / "faults"
         _set_fault(faults, None)
-        with _services(workdir, faults) as (server_url, shop_url):
+        with _services(workdir, faults, workers, embedded) as (api, shop_url):
             pacer = _Pacer(duration / total)
             event_times: list[float] = []
             done = 0
-            limits = httpx.Limits(max_connections=CONCURRENCY)
+            # no keep-alive: a new connection per request, so every worker takes a share
+            limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=0)
             with (
                 httpx.Client(base_url=shop_url, timeout=30, limits=limits, follow_redirects=False) as http,
                 ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="demo-traffic") as pool,
@@ -226,10 +241,15 @@ def run(seed: int = 1, duration: float = 60.0, progress: Any = None) -> DemoResu
                     done += len(phase.requests)
                     if progress is not None:
                         progress(done, total, label)
-            with httpx.Client(base_url=server_url, timeout=30) as api:
-                _wait_for_events(api, events_expected, progress)
-                details = _anomalies(api)
-    return _result(seed, total, phases, event_times, details, time.monotonic() - started)
+            _wait_for_events(api, events_expected, progress)
+            opened = _opened(api)
+            lines = _told(workdir / "alarms.jsonl", opened, progress)
+            told = dict.fromkeys(li["incident_id"] for li in lines)
+            incidents = {i: api.get(f"/v1/incidents/{i}").json() for i in told}
+    result = _result(seed, total, phases, event_times, lines, incidents, time.monotonic() - started)
+    result.workers = workers
+    result.opened_untold = len(set(opened) - {li["incident_id"] for li in lines})
+    return result
 
 
 def _wait_for_events(api: httpx.Client, expected: int, progress: Any, timeout: float = 30.0) -> None:
@@ -244,17 +264,29 @@ def _wait_for_events(api: httpx.Client, expected: int, progress: Any, timeout: f
         time.sleep(0.2)
 
 
-def _anomalies(api: httpx.Client, most: int = 5000) -> list[dict[str, Any]]:
-    """Every anomaly of the demo stream, in detail, 200 to a page (bounded)."""
-    summaries: list[dict[str, Any]] = []
-    while len(summaries) < most:
-        response = api.get("/v1/anomalies", params={"stream_id": STREAM, "limit": 200, "offset": len(summaries)})
-        response.raise_for_status()
-        page = response.json()
-        summaries += page["anomalies"]
-        if not page["anomalies"] or len(summaries) >= page["total"]:
+def _opened(api: httpx.Client) -> list[str]:
+    """The ids of the incidents the service opened (and told: muted ones are not) for the demo stream."""
+    found: list[str] = []
+    for _ in range(100):  # bounded: 100 pages of 100
+        page = api.get("/v1/incidents", params={"stream_id": STREAM, "limit": 100, "offset": len(found)}).json()
+        found += [i["id"] for i in page["incidents"] if i["status"] != "muted"]
+        if not page["incidents"] or len(found) >= page["total"]:
             break
-    return [api.get(f"/v1/anomalies/{a['id']}").raise_for_status().json() for a in summaries]
+    return found
+
+
+def _told(path: Path, opened: Sequence[str], progress: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The workers' alarm lines, once every incident the service opened has reached one (bounded wait:
+    a handler runs right after its batch's answer, so this is at most an export's time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(li) for li in path.read_text().splitlines()] if path.exists() else []
+        told = {li["incident_id"] for li in lines}
+        if set(opened) <= told or time.monotonic() > deadline:
+            return lines
+        if progress is not None:
+            progress(None, None, f"waiting for the workers' handlers: {len(told)} of {len(opened)} incidents told")
+        time.sleep(0.1)
 
 
 def _result(
@@ -262,40 +294,47 @@ def _result(
     requests: int,
     phases: Sequence[scenarios.Phase],
     event_times: list[float],
-    details: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    incidents: Mapping[str | None, Mapping[str, Any]],
     seconds: float,
 ) -> DemoResult:
     episodes = [Episode(kind, start, end) for kind, start, end in scenarios.episodes(list(phases))]
     order = sorted(event_times)
-    located = sorted(
-        ((max(0, bisect.bisect_right(order, _timestamp(d["event"]["timestamp"])) - 1), d) for d in details),
-        key=lambda pair: pair[0],
-    )
     normal = len(order) - sum(e.end - e.start + 1 for e in episodes)
-    detections = [(i, d["metrics"]["p_value"]) for i, d in located]
-    positions = raised(detections, confirmations=CONFIRMATIONS, window=WINDOW)
-    result = score(episodes, positions, window=WINDOW, normal_events=normal)
+    rate = len(order) / max(1e-9, order[-1] - order[0]) if len(order) > 1 else 1.0
+    # events after an episode's end within which its alarm comes; less than the gap between episodes
+    reach = min(WINDOW + int(INTERLEAVE * rate), MAX_REACH)
     alarms = []
-    by_index = dict(located)
-    for position in positions:
-        detail = by_index[position]
-        incident = [d for i, d in located if position - WINDOW <= i <= position + WINDOW]
-        described = list(dict.fromkeys(u for d in incident for u in unusual(d.get("why") or "")))
-        m = detail["metrics"]
+    for line in lines:
+        told = max(0, bisect.bisect_right(order, float(line["told_at"])) - 1)  # events sent before it was told
+        judged = max(0, bisect.bisect_right(order, _timestamp(line["at"])) - 1)  # the event that triggered it
+        episode = next((e for e in reversed(episodes) if e.start <= told and judged <= e.end + reach), None)
+        # placed inside the episode's reach when it covers one, else where it was told
+        position = max(episode.start, min(judged, episode.end + WINDOW)) if episode else told
+        explanation = (incidents.get(line["incident_id"]) or {}).get("explanation") or line["explanation"]
+        routes = list(explanation.get("routes") or [])
+        if not routes:
+            routes = [r for s in explanation.get("surges", []) if (r := route_of(s["event"]))]
         alarms.append(
             Alarm(
                 index=position,
-                at=detail["event"]["timestamp"],
-                routes=list(dict.fromkeys(u.split()[1] for u in described))[:4],
-                why=detail["why"].split(", p=")[0].removeprefix("Anomalous window: "),
-                unusual=described[:3],
-                ncd=m["ncd"],
-                p_value=m["p_value"],
-                confidence=m["confidence_level"],
-                kind=next((e.kind for e in episodes if e.covers(position, WINDOW)), None),
+                at=line["at"],
+                routes=[r.split(" ", 1)[-1] for r in routes][:4],
+                why=str(explanation.get("headline") or line["why"].split(", p=")[0].removeprefix("Anomalous window: ")),
+                unusual=unusual(explanation)[:3],
+                ncd=float(line["ncd"]),
+                p_value=float(line["p_value"]),
+                confidence=float(line["confidence"]),
+                kind=episode.kind if episode else None,
+                incident_id=line["incident_id"],
+                pid=int(line["pid"]),
             )
         )
-    return DemoResult(seed, requests, len(order), seconds, alarms, result)
+    alarms.sort(key=lambda a: a.index)
+    result = score(episodes, [a.index for a in alarms], window=WINDOW, normal_events=normal)
+    counts = Counter(a.incident_id for a in alarms)
+    twice = sum(1 for n in counts.values() if n > 1)
+    return DemoResult(seed, requests, len(order), seconds, alarms, result, told_twice=twice)
 
 
 def render(result: DemoResult) -> None:
@@ -304,13 +343,16 @@ def render(result: DemoResult) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Driftlock detections in stream {STREAM!r}", show_lines=True)
-    for column in ("time", "stream", "episode", "routes involved", "why", "NCD", "p", "conf."):
+    table = Table(
+        title=f"Incidents in stream {STREAM!r}, as the shop's {result.workers} worker processes were told",
+        show_lines=True,
+    )
+    for column in ("time", "worker", "episode", "routes involved", "why", "NCD", "p", "conf."):
         table.add_column(column, overflow="fold")
     for alarm in result.alarms:
         table.add_row(
             alarm.at[11:19],
-            STREAM,
+            f"pid {alarm.pid}",
             alarm.kind.replace("_", " ") if alarm.kind else "[red]false alarm[/red]",
             "\n".join(alarm.routes),
             f"{alarm.why}:\n" + "\n".join(alarm.unusual),
@@ -325,13 +367,15 @@ def render(result: DemoResult) -> None:
     console.print(
         f"[bold {colour}]Found {s.found} of {len(s.episodes)} anomaly episodes, {s.false_alarms} false alarm"
         f"{'' if s.false_alarms == 1 else 's'}[/] in {result.events} events from {result.requests} requests "
-        f"({result.seconds:.0f} s)." + (f" Missed: {', '.join(missed)}." if missed else "")
+        f"({result.seconds:.0f} s), {result.workers} workers; "
+        + ("each incident told once." if not result.told_twice else f"{result.told_twice} incidents told twice!")
+        + (f" Missed: {', '.join(missed)}." if missed else "")
     )
 
 
-def main(seed: int, duration: float, as_json: bool) -> int:
+def main(seed: int, duration: float, as_json: bool, workers: int = WORKERS) -> int:
     if as_json:
-        print(json.dumps(run(seed, duration).as_dict(), indent=2))
+        print(json.dumps(run(seed, duration, workers=workers).as_dict(), indent=2))
         return 0
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -345,6 +389,6 @@ def main(seed: int, duration: float, as_json: bool) -> int:
             else:
                 bar.update(task, completed=done, total=total, description=label)
 
-        result = run(seed, duration, progress)
+        result = run(seed, duration, progress, workers=workers)
     render(result)
     return 0

@@ -37,6 +37,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return messages
 
 
+ANSWERING_MIDDLEWARE = {
+    "django.middleware.security.SecurityMiddleware": "HTTPS redirects",
+    "django.middleware.common.CommonMiddleware": "APPEND_SLASH redirects (recorded as the 404 inside)",
+    "django.middleware.csrf.CsrfViewMiddleware": "CSRF rejections (403)",
+    "django.middleware.locale.LocaleMiddleware": "language redirects",
+}
+"""Middleware that can answer a request itself, or change the answer on its way out."""
+
+
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if middleware.count(MIDDLEWARE_PATH) > 1:
@@ -49,6 +58,24 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         ]
     return []
+
+
+def hidden_answers(middleware: list[str], installed_apps: list[str]) -> str | None:
+    """Why, with this MIDDLEWARE, some answers the client gets would not be what Driftlock records
+    (and what to do), or None. The request span starts at DriftlockMiddleware unless the app is
+    installed, so middleware listed before it answers unseen."""
+    if MIDDLEWARE_PATH not in middleware or "driftlock.django" in installed_apps:
+        return None
+    outside = [m for m in middleware[: middleware.index(MIDDLEWARE_PATH)] if m in ANSWERING_MIDDLEWARE]
+    if not outside:
+        return None
+    hidden = "; ".join(f"{m.rsplit('.', 1)[-1]}: {ANSWERING_MIDDLEWARE[m]}" for m in outside)
+    return (
+        f"{MIDDLEWARE_PATH} comes after middleware whose own answers it cannot see ({hidden}): Driftlock records "
+        "the response of what is inside it, not what the client got. Fix: add 'driftlock.django' to "
+        "INSTALLED_APPS; the request span then wraps every middleware, and DriftlockMiddleware can stay where "
+        "it is (after AuthenticationMiddleware, for user information)."
+    )
 
 
 def check_asgi_support(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

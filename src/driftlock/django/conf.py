@@ -62,6 +62,10 @@ def response_hook(span: Span, request: HttpRequest, response: HttpResponse) -> N
     """User class and ``request.driftlock_context``; runs after the view, so both are known."""
     if not span.is_recording():
         return
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if route:  # resolved even when middleware before ours answered before the view (a CSRF 403)
+        span.set_attribute("http.route", route)
     context = getattr(request, "driftlock_context", None)
     if context:
         span.set_attribute(CONTEXT_ATTRIBUTE, json.dumps(context, default=str, sort_keys=True))
@@ -79,6 +83,18 @@ def response_hook(span: Span, request: HttpRequest, response: HttpResponse) -> N
 
 
 _capture_user_id = False
+_warned_hidden = False
+
+
+def warn_hidden_answers() -> None:
+    """Say once, at start-up, when the middleware's position hides answers made outside it."""
+    global _warned_hidden
+    from driftlock.django.checks import hidden_answers
+
+    problem = hidden_answers(list(settings.MIDDLEWARE), list(settings.INSTALLED_APPS))
+    if problem and not _warned_hidden:
+        _warned_hidden = True
+        logger.warning("driftlock.W003: %s", problem)
 
 
 def send_signal(anomaly: Anomaly, span: SpanDetails) -> None:

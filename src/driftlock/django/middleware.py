@@ -38,6 +38,7 @@ class DriftlockMiddleware(_DjangoMiddleware):
         if not config.enabled:
             raise MiddlewareNotUsed("DRIFTLOCK['ENABLED'] is False")
         conf.instrument(config)
+        conf.warn_hidden_answers()
         if conf.OTEL_MIDDLEWARE in settings.MIDDLEWARE:
             raise MiddlewareNotUsed("the OpenTelemetry Django middleware is already installed")
         if _DjangoMiddleware._tracer is None:

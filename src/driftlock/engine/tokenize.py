@@ -39,6 +39,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "<B64>",
     ),
     (re.compile(r"(?<![\w.])\d{4,}(?:\.\d+)?(?![\w.])"), "<NUM>"),
+    # a path segment that is a number is an id, whatever its length (/api/products/419/lines)
+    (re.compile(r"(?<=/)\d+(?=/|\?|$)"), "<NUM>"),
 )
 
 
@@ -63,19 +65,47 @@ def canonical_json(value: Any) -> str:
 LONG_NUMBER = 1000
 """Numbers with four or more digits before the point are tokens, as the reference's ``<NUM>``."""
 
+CATEGORICAL = re.compile(r"(?:^|_)(?:status|code|level|severity|priority|port|version|kind|type)(?:$|_)", re.I)
+"""Keys whose numbers name a category (an HTTP status, a log level): kept exactly. Every other number
+is a measurement (a duration, an amount, a count, a size), judged by its order of magnitude."""
+_MAGNITUDES = tuple(m * 10**e for e in range(-3, 13) for m in (1, 2.5, 5))
+_NUMBER_IN_TEXT = re.compile(r"\d+(?:\.\d+)?")
 
-def tokenized(value: Any) -> Any:
-    """The JSON value with every string (keys too) tokenized and long numbers made ``"<NUM>"``."""
+
+def magnitude(number: float) -> str:
+    """``"<50"`` for 45, ``"<5000"`` for 3333: a number's place on a 1-2.5-5 scale. Exact measurements
+    differ on every event; their order of magnitude is what a change in them shows."""
+    size = abs(number)
+    if size == 0:
+        return "0"
+    bound = next((m for m in _MAGNITUDES if size < m), _MAGNITUDES[-1])
+    text = f"{bound:g}"
+    return ("-<" if number < 0 else "<") + text
+
+
+@functools.lru_cache(maxsize=8192)
+def tokenize_text(text: str) -> str:
+    """Free text (a value with spaces: a message, a user agent, a search): tokenized, and every number
+    in it replaced by its magnitude, so ``in 70ms`` and ``in 65ms`` read alike and ``in 3333ms`` does not."""
+    return _NUMBER_IN_TEXT.sub(lambda m: magnitude(float(m.group())), tokenize(text))
+
+
+def tokenized(value: Any, key: str = "") -> Any:
+    """The JSON value with every string (keys too) tokenized, numbers in free text and measurements
+    made magnitudes, and long categorical numbers ``"<NUM>"``."""
     if isinstance(value, str):
-        return tokenize(value)
+        return tokenize_text(value) if " " in value else tokenize(value)
     if isinstance(value, dict):
-        return {tokenize(k) if isinstance(k, str) else k: tokenized(v) for k, v in value.items()}
+        return {tokenize(k) if isinstance(k, str) else k: tokenized(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [tokenized(v) for v in value]
+        return [tokenized(v, key) for v in value]
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int | float) and math.isfinite(value) and abs(value) >= LONG_NUMBER:
-        return "<NUM>"
+    if isinstance(value, int | float) and math.isfinite(value):
+        if not CATEGORICAL.search(key):
+            return magnitude(value) if value else value
+        if abs(value) >= LONG_NUMBER:
+            return "<NUM>"
     return value
 
 

@@ -94,13 +94,23 @@ class ServeSettings:
     db: str
     api_keys: tuple[str, ...] = ()
     span_kinds: tuple[str, ...] = ("server", "consumer")
+    notify: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    url: str | None = None  # where this server answers: links in notifications point at its console
 
 
 def build_app(settings: ServeSettings) -> Starlette:
-    """The app over its own service and store connection (each worker process builds one)."""
+    """The app over its own service, store connection and notifier (each worker process builds one: a worker
+    notifies of the incidents its own calls opened, and the service opens each once)."""
     from driftlock.server.app import create_app
+    from driftlock.server.notify import Notifier
 
-    return create_app(build_service(settings.db), api_keys=settings.api_keys, span_kinds=settings.span_kinds)
+    notifier = None
+    if settings.notify:
+        notifier = Notifier(settings.notify, settings.webhook_secret, console_url=settings.url)
+    return create_app(
+        build_service(settings.db), api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -126,12 +136,15 @@ def run(
     on_ready: Callable[[str], None] | None = None,
     workers: int = 1,
     forwarded_allow_ips: Sequence[str] = (),
+    notify: Sequence[str] = (),
+    webhook_secret: str | None = None,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key, a ``--db`` it cannot
     serve, and ``:memory:`` with more than one worker.
 
     ``workers`` > 1 runs that many processes on one socket bound here, each with its own service over
     the same store. Proxy headers (``X-Forwarded-For``) are believed only from ``forwarded_allow_ips``.
+    ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
     """
     if not is_loopback(host) and not api_keys:
         raise ValueError(
@@ -153,11 +166,15 @@ def run(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"driftlock serve needs the server extra: pip install 'driftlock[server]' ({exc})") from exc
 
-    settings = ServeSettings(db_text, tuple(api_keys), tuple(span_kinds))
-    app: Any = functools.partial(build_app, settings) if workers > 1 else build_app(settings)
+    if notify:
+        from driftlock.server.notify import Notifier
+
+        Notifier(notify, webhook_secret)  # a bad URL is refused here, before anything starts
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if sock.family == socket.AF_INET6 else host}:{bound}"
+    settings = ServeSettings(db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url)
+    app: Any = functools.partial(build_app, settings) if workers > 1 else build_app(settings)
     config = uvicorn.Config(
         app,
         log_level=log_level,

@@ -11,9 +11,11 @@ import gzip
 import hmac
 import logging
 import os
+import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,12 +23,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from driftlock.events import span_to_event, stream_for
 from driftlock.server import otlp
+from driftlock.server.console import console_routes
+from driftlock.server.metrics import Metrics
+from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
@@ -93,9 +98,19 @@ def create_app(
     api_keys: Iterable[str] = (),
     span_kinds: Iterable[str] = ("server", "consumer"),
     demo_limiter: DemoLimiter | None = None,
+    notifier: Notifier | None = None,
+    console_secret: bytes | None = None,
 ) -> Starlette:
-    """Build the app. With ``api_keys``, every ``/v1`` route but the demo needs one of them."""
+    """Build the app. With ``api_keys``, every ``/v1`` route but the demo needs one of them, and the console
+    (at ``/``) a sign-in with one. ``notifier`` is told of incidents opened and resolved (started and stopped
+    with the app); ``console_secret`` signs console sessions (default: random per process)."""
+    api_keys = list(api_keys)
     keys = [k.encode() for k in api_keys]
+    metrics = Metrics(lambda: service.totals)
+    service.add_listener(metrics.on_incident)
+    if notifier is not None:
+        service.add_listener(notifier)
+        metrics.add_notifier(notifier.stats)
     kinds = tuple(span_kinds)
     api = Api(service, limiter=demo_limiter)
     pid = {"X-Driftlock-Pid": str(os.getpid())}  # which worker answered (driftlock serve --workers N)
@@ -132,7 +147,10 @@ def create_app(
                 request_id=_request_id(request),
                 client=request.client.host if request.client else "unknown",
             )
+            started = time.perf_counter()
             result = await run_in_threadpool(api.call, op, call)
+            if op.path == "/v1/detect":
+                metrics.observe_detect(time.perf_counter() - started)
             return JSONResponse(result.body, status_code=result.status, headers=pid)
 
         return guarded(answer, op.auth)
@@ -163,12 +181,14 @@ def create_app(
             for start in range(0, len(items), OTLP_CHUNK):
                 chunk = items[start : start + OTLP_CHUNK]
                 while chunk:  # a span whose event cannot be kept is rejected alone (nothing is stored before)
+                    started = time.perf_counter()
                     try:
                         service.detect(
                             {"stream_id": stream_id, "events": [e for e, _ in chunk]},
                             request_id=str(time.time_ns()),
                             trace_ids=[t for _, t in chunk],
                         )
+                        metrics.observe_detect(time.perf_counter() - started)
                         break
                     except EventError as exc:
                         rejected += 1
@@ -181,12 +201,13 @@ def create_app(
                         break
         return rejected, "; ".join(problems[:5])
 
-    async def metrics(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
-        return PlainTextResponse(_prometheus(service), media_type="text/plain; version=0.0.4")
+    async def exposition(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     routes: list[BaseRoute] = [Route(op.path, endpoint_for(op), methods=[op.method]) for op in OPERATIONS]
     routes += [
-        Route("/metrics", guarded(metrics, True), methods=["GET"]),
+        Route("/metrics", guarded(exposition, True), methods=["GET"]),
         Route("/v1/traces", guarded(traces, True), methods=["POST"]),
     ]
 
@@ -213,8 +234,23 @@ def create_app(
         message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
         return _error(request, ApiError(500, message), request_id=request_id)
 
+    routes += console_routes(
+        service, api_keys=api_keys, secret=console_secret or secrets.token_bytes(32), metrics=metrics
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if notifier is not None:
+            notifier.start()
+        try:
+            yield
+        finally:
+            if notifier is not None:
+                await run_in_threadpool(notifier.stop, 5.0)
+
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[Middleware(_ApiPrefix)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
@@ -231,15 +267,3 @@ class _ApiPrefix:
         if scope["type"] == "http" and path.startswith("/api/v1/"):
             scope = {**scope, "path": path[4:], "raw_path": path[4:].encode()}
         await self.app(scope, receive, send)
-
-
-def _prometheus(service: DetectionService) -> str:
-    t = service.totals
-    return (
-        "# HELP driftlock_events_processed_total Events received for detection.\n"
-        "# TYPE driftlock_events_processed_total counter\n"
-        f"driftlock_events_processed_total {t['events']}\n"
-        "# HELP driftlock_anomalies_detected_total Anomalies found.\n"
-        "# TYPE driftlock_anomalies_detected_total counter\n"
-        f"driftlock_anomalies_detected_total {t['anomalies']}\n"
-    )

@@ -151,6 +151,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/v1/demo/detect", _demo, auth=False, json_body=True),
     Operation("POST", "/v1/detect", lambda a, c: a.service.detect(c.body, request_id=c.request_id), json_body=True),
     Operation("GET", "/v1/anomalies", lambda a, c: a.service.list_anomalies(c.query, request_id=c.request_id)),
+    Operation("POST", "/v1/anomalies/export", lambda a, c: _export(a, c, None), json_body=True),
+    Operation(
+        "POST", "/v1/anomalies/{anomaly_id}/export", lambda a, c: _export(a, c, c.params["anomaly_id"]), json_body=True
+    ),
     Operation(
         "GET",
         "/v1/anomalies/{anomaly_id}",
@@ -222,8 +226,68 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda a, c: {**a.service.mute_stream(c.params["stream_id"], _seconds(c.body)), "request_id": c.request_id},
         json_body=True,
     ),
+    Operation(
+        "GET",
+        "/v1/streams/{stream_id:path}/profile",
+        lambda a, c: {**a.service.get_profile(c.params["stream_id"]), "request_id": c.request_id},
+    ),
+    Operation(
+        "PATCH",
+        "/v1/streams/{stream_id:path}/profile",
+        lambda a, c: {**a.service.update_profile(c.params["stream_id"], c.body), "request_id": c.request_id},
+        json_body=True,
+    ),
+    Operation(
+        "GET",
+        "/v1/streams/{stream_id:path}/tuning",
+        lambda a, c: {**a.service.get_tuning(c.params["stream_id"]), "request_id": c.request_id},
+    ),
+    Operation(
+        "GET",
+        "/v1/streams/{stream_id:path}/anchor/details",
+        lambda a, c: {**a.service.anchor_details(c.params["stream_id"]), "request_id": c.request_id},
+    ),
+    Operation(
+        "GET",
+        "/v1/streams/{stream_id:path}/anchor",
+        lambda a, c: {**a.service.anchor_settings(c.params["stream_id"]), "request_id": c.request_id},
+    ),
+    Operation(
+        "DELETE",
+        "/v1/streams/{stream_id:path}/anchor",
+        lambda a, c: {**a.service.deactivate_anchor(c.params["stream_id"]), "request_id": c.request_id},
+    ),
+    Operation(
+        "POST",
+        "/v1/streams/{stream_id:path}/reset-anchor",
+        lambda a, c: {**a.service.reset_anchor(c.params["stream_id"], c.body), "request_id": c.request_id},
+        json_body=True,
+    ),
     Operation("GET", "/v1/streams/{stream_id:path}", lambda a, c: {**_stream(a, c), "request_id": c.request_id}),
+    Operation(  # no key needed, as in the reference: the profiles are the same for everyone
+        "GET", "/v1/profiles", lambda a, c: {**a.service.list_profiles(), "request_id": c.request_id}, auth=False
+    ),
+    Operation(
+        "GET",
+        "/v1/exports/{job_id}",
+        lambda a, c: {**a.service.get_export(c.params["job_id"]), "request_id": c.request_id},
+    ),
 )
+
+
+def _export(api: Api, call: Call, anomaly_id: str | None) -> Answer:
+    """202 with the job (``{format, anomaly_ids}``, or ``{format}`` for one anomaly in the path)."""
+    body = call.body if call.body is not None else {}
+    if not isinstance(body, Mapping):
+        raise ApiError(400, 'body must be {"format": "json|markdown|html|pdf", "anomaly_ids": [...]}')
+    if anomaly_id is not None:
+        ids: Any = [anomaly_id]
+    elif "anomaly_ids" not in body:
+        raise ApiError(400, "anomaly_ids required: the ids of the anomalies to export")
+    else:
+        ids = body["anomaly_ids"]
+    job = api.service.export_anomalies(ids, body.get("format"))
+    return Answer(202, {**job, "request_id": call.request_id})
 
 
 def _stream(api: Api, call: Call) -> dict[str, Any]:

@@ -14,14 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from driftlock._version import __version__
 from driftlock.engine.explain import event_value
 from driftlock.engine.settings import DEMO_SETTINGS, DetectionSettings, SettingsError, resolve_settings
 from driftlock.engine.stream import MIN_BASELINE_SIZE, StreamState, WindowResult, detections, freeze, thaw
-from driftlock.service import validation
+from driftlock.service import anchors, calibration, exports, profiles, tuning, validation
 from driftlock.service.errors import ApiError
 from driftlock.service.incidents import IncidentRule, merge_explanation
 from driftlock.service.shapes import (
@@ -48,6 +48,8 @@ INCIDENT_STATUSES = ("open", "resolved", "muted")
 FEEDBACK_STATUS = {"confirmed": "acknowledged", "false_positive": "resolved", "dismissed": "resolved"}
 MAX_MUTE_SECONDS = 30 * 86_400
 
+_T = TypeVar("_T")
+
 IncidentListener = Callable[[str, dict[str, Any]], Any]
 """Called as ``listener("opened" | "resolved", incident)`` after the change is stored."""
 
@@ -59,15 +61,23 @@ class _Outcome:
     results: list[tuple[WindowResult, dict[str, Any]]] = field(default_factory=list)  # anomalies + records
     changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # ("opened"|"resolved", row)
     commit: Commit | None = None
+    drift: dict[str, Any] | None = None  # the latest window against the stream's anchor
 
 
 class DetectionService:
     """Thread-safe and process-safe over a shared store. Detections of different streams run
     concurrently; one stream's run in order."""
 
-    def __init__(self, store: Store | None = None, *, cache: RecordCache | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        cache: RecordCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         self.cache = cache if cache is not None else RecordCache()  # an empty cache is falsy (len 0)
+        self.clock = clock  # wall time of auto-tuning's cooldown (tests pass their own)
         self.started = time.time()
         self._listeners: list[IncidentListener] = []
         self._listeners_lock = threading.Lock()
@@ -102,19 +112,24 @@ class DetectionService:
             raise ApiError(
                 400, f"config_override.confirmations must be an integer from 1 to 100, got {confirmations!r}"
             )
-        try:
-            settings = resolve_settings(override)
-        except SettingsError as exc:
-            raise ApiError(400, f"invalid config_override: {exc}") from None
-        rule = IncidentRule.for_sizes(settings.baseline_size, settings.window_size, confirmations)
+        tokenizer = override.get("tokenizer", True)  # checked with the rest of the override, under the lock
         started = time.perf_counter()
-        kept = list(enumerate(validation.encoded_events(events, tokenizer=settings.tokenizer)))
+        encoded = validation.encoded_events(events, tokenizer=tokenizer if isinstance(tokenizer, bool) else True)
+        kept = list(enumerate(encoded))
         batch_id = str(uuid.uuid4())
         now = time.time()
+        explicit_p = "p_value_threshold" in override
         with self.store.session(stream_id, self.cache.get(stream_id)) as session:
             record = session.record or StreamRecord.new(stream_id)
+            profiled = _resolved(override, record.meta)  # config_override > the stream's profile > defaults
+            rule = IncidentRule.for_sizes(profiled.baseline_size, profiled.window_size, confirmations)
+            settings = profiled
+            if not explicit_p:  # the profile's p-value threshold is the ceiling of the stream's calibration
+                p_value = calibration.threshold(record.meta.get("calibration"), profiled.p_value_threshold)
+                settings = replace(profiled, p_value_threshold=p_value)
             try:
                 outcome = self._run(record, kept, events, settings, rule, batch_id, now, trace_ids)
+                outcome.drift = anchors.drift(record.meta, record.engine.events, profiled)
                 assert outcome.commit is not None
                 session.commit(outcome.commit)
             except BaseException:
@@ -147,9 +162,12 @@ class DetectionService:
         rewrite = False
         commit = Commit(record, events_at=now)
         rows: dict[str, dict[str, Any]] = {}  # incident rows changed by this call
+        ordinary: list[float] = []  # p-values of the detections outside incidents, for the calibration
         for result in detections(engine, [e for _, e in kept], settings):
             d = result.detection
             commit.detections.append((now, result.position, round(d.ncd, 6), round(d.p_value, 6), d.is_anomaly))
+            if state.open is None:
+                ordinary.append(d.p_value)
             record.last_detection_at = now
             anomaly = None
             if d.is_anomaly:
@@ -202,6 +220,8 @@ class DetectionService:
                 anomaly["incident_id"] = joined[anomaly["id"]]
                 anomaly["incident"] = incident_mark(joined[anomaly["id"]], False)
         engine.last_event_at = now
+        if ordinary:
+            record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary)
         sizes = {"baseline_size": settings.baseline_size, "window_size": settings.window_size}
         if record.meta.get("sizes") != sizes:
             record.meta["sizes"] = sizes
@@ -242,10 +262,10 @@ class DetectionService:
     # -- streams ----------------------------------------------------------------------------
 
     def _info(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        need = resolve_settings(None).min_events
+        meta = summary.get("meta") or {}
+        need = profiles.stream_base(meta).min_events
         ingested = int(summary["events_ingested"])
         history = int(summary.get("history_events", ingested))
-        meta = summary.get("meta") or {}
         muted = float(meta.get("muted_until") or 0)
         return {
             "stream_id": summary["stream_id"],
@@ -260,7 +280,7 @@ class DetectionService:
             "last_detection_at": iso(summary.get("last_detection_at")),
             "open_incidents": int(summary.get("open_incidents", 0)),
             "muted_until": iso(muted) if muted > time.time() else None,
-            "profile": str(meta.get("profile", "balanced")),
+            "profile": profiles.profile_name(meta),
         }
 
     def stream_info(self, stream_id: str) -> dict[str, Any] | None:
@@ -353,7 +373,31 @@ class DetectionService:
         feedback_type, reason = _feedback_body(body)
         if not self.store.add_feedback(anomaly_id, feedback_type, reason, FEEDBACK_STATUS[feedback_type]):
             raise ApiError(404, f"anomaly {anomaly_id} not found")
-        return {"success": True, "message": "Feedback recorded", "request_id": request_id}
+        anomaly = self.store.get_anomaly(anomaly_id)
+        tuned = self._learn(anomaly["stream_id"], [anomaly], feedback_type) if anomaly else None
+        answer = {"success": True, "message": "Feedback recorded", "request_id": request_id}
+        if tuned is not None:
+            answer["tuned"] = tuned
+        return answer
+
+    def _learn(
+        self, stream_id: str | None, anomalies: list[dict[str, Any]], feedback_type: str
+    ) -> dict[str, Any] | None:
+        """Count feedback on the stream's anomalies and let auto-tuning act on it (:mod:`.tuning`);
+        the tuning history entry of a change, or None."""
+        if not stream_id or not anomalies:
+            return None
+        now = self.clock()
+
+        def learn(record: StreamRecord) -> dict[str, Any] | None:
+            for anomaly in anomalies:
+                tuning.record_feedback(record.meta, anomaly, feedback_type, now)
+            return tuning.tune(record.meta, now)
+
+        try:
+            return self._on_stream(stream_id, learn)
+        except ApiError:  # the anomaly's stream is gone: the feedback itself is recorded
+            return None
 
     # -- incidents --------------------------------------------------------------------------
 
@@ -393,7 +437,11 @@ class DetectionService:
         members, _ = self.store.list_anomalies(AnomalyFilter(incident_id=incident_id), 10_000, 0)
         for anomaly in members:
             self.store.add_feedback(anomaly["id"], feedback_type, reason, FEEDBACK_STATUS[feedback_type])
-        return {"success": True, "message": "Feedback recorded", "incident": row}
+        tuned = self._learn(row["stream_id"], members, feedback_type)
+        answer = {"success": True, "message": "Feedback recorded", "incident": row}
+        if tuned is not None:
+            answer["tuned"] = tuned
+        return answer
 
     def resolve_incident(self, incident_id: str) -> dict[str, Any]:
         return self._change_incident(incident_id, lambda r: None, "manual")
@@ -436,6 +484,151 @@ class DetectionService:
         self.cache.put(record)
         self._tell(changes)
         return incident_view(row)
+
+    # -- profiles, tuning, anchors ------------------------------------------------------------
+
+    def _on_stream(self, stream_id: str, change: Callable[[StreamRecord], _T], *, create: bool = False) -> _T:
+        """Run ``change`` on the stream's record under its lock and store what it did to ``meta``.
+        A stream that does not exist is 404, or made when ``create``. ``change`` may raise ApiError:
+        then nothing is stored."""
+        with self.store.session(stream_id, self.cache.get(stream_id)) as session:
+            record = session.record
+            if record is None:
+                if not create:
+                    raise ApiError(404, f"stream {stream_id} not found")
+                record = StreamRecord.new(stream_id)
+            try:
+                result = change(record)
+                session.commit(Commit(record))
+            except BaseException:
+                self.cache.drop(stream_id)  # the cached record may hold the change that was not stored
+                raise
+        self.cache.put(record)
+        return result
+
+    def _meta(self, stream_id: str) -> dict[str, Any]:
+        summary = self.store.stream(stream_id)
+        if summary is None:
+            raise ApiError(404, f"stream {stream_id} not found")
+        return dict(summary.get("meta") or {})
+
+    def get_profile(self, stream_id: str) -> dict[str, Any]:
+        return profiles.profile_view(self._meta(stream_id))
+
+    def update_profile(self, stream_id: str, body: Any) -> dict[str, Any]:
+        """PATCH: any of profile, auto_tune_enabled, adaptive_window_enabled. A stream not seen yet is
+        made with them (SDK users set a profile before they send)."""
+        said = self._on_stream(stream_id, lambda record: profiles.patch_profile(record.meta, body), create=True)
+        return {
+            "success": True,
+            "message": f"Profile updated for stream {stream_id}: {', '.join(said)}",
+            **profiles.profile_view(self._meta(stream_id)),
+        }
+
+    def get_tuning(self, stream_id: str) -> dict[str, Any]:
+        meta = self._meta(stream_id)
+        return tuning.tuning_view(meta, profiles.profile_view(meta))
+
+    def list_profiles(self) -> dict[str, Any]:
+        return {"profiles": profiles.profile_listing()}
+
+    def anchor_settings(self, stream_id: str) -> dict[str, Any]:
+        return {"stream_id": stream_id, **anchors.anchor_settings(self._meta(stream_id))}
+
+    def anchor_details(self, stream_id: str) -> dict[str, Any]:
+        return anchors.anchor_details(self._meta(stream_id), stream_id)
+
+    def reset_anchor(self, stream_id: str, body: Any) -> dict[str, Any]:
+        """A new anchor of the known-good ``events`` (without events: the stream's current baseline).
+        412 while the stream is calibrating; 409 over an active anchor unless ``force_reset``."""
+        if not isinstance(body, Mapping):
+            raise ApiError(400, 'body must be {"events": [...known-good events], "force_reset": true|false}')
+        force = body.get("force_reset", False)
+        if not isinstance(force, bool):
+            raise ApiError(400, f"force_reset must be true or false, got {force!r}")
+        given = _validated(body, MAX_EVENTS)[0] if body.get("events") is not None else None
+
+        def reset(record: StreamRecord) -> dict[str, Any]:
+            ingested = record.engine.events_ingested
+            if ingested < MIN_BASELINE_SIZE:
+                raise ApiError(
+                    412,
+                    f"stream {stream_id} is not calibrated ({ingested} of {MIN_BASELINE_SIZE} events): "
+                    "send its traffic first, then reset its anchor",
+                )
+            current = anchors.active(record.meta)
+            if current is not None and not force:
+                raise ApiError(
+                    409,
+                    f"stream {stream_id} has an active anchor ({current['id']}): send force_reset: true to replace it",
+                )
+            settings = _stream_settings_of(record.meta)
+            if given is not None:
+                events = validation.encoded_events(given, tokenizer=settings.tokenizer)
+            else:
+                history = list(record.engine.events)
+                events = list(record.engine.frozen or history[-settings.min_events : -settings.window_size])
+            if len(events) < anchors.MIN_ANCHOR_EVENTS:
+                raise ApiError(400, f"an anchor needs at least {anchors.MIN_ANCHOR_EVENTS} events, got {len(events)}")
+            anchor = anchors.make_anchor(events, settings, time.time())
+            record.meta["anchor"] = anchor
+            return anchor
+
+        anchor = self._on_stream(stream_id, reset, create=True)  # a stream not seen yet: 412, nothing stored
+        return {
+            **anchors.anchor_details(self._meta(stream_id), stream_id),
+            "success": True,
+            "message": f"Anchor {anchor['id']} created from {anchor['event_count']} events",
+            "anchor_id": anchor["id"],
+        }
+
+    def deactivate_anchor(self, stream_id: str) -> dict[str, Any]:
+        def deactivate(record: StreamRecord) -> str | None:
+            current = anchors.active(record.meta)
+            record.meta.pop("anchor", None)
+            return str(current["id"]) if current is not None else None
+
+        was = self._on_stream(stream_id, deactivate)
+        message = f"Anchor {was} deactivated" if was else f"stream {stream_id} had no active anchor"
+        return {"success": True, "message": message, "has_active_anchor": False}
+
+    # -- exports ----------------------------------------------------------------------------
+
+    def export_anomalies(self, anomaly_ids: Any, fmt: Any) -> dict[str, Any]:
+        """A completed export job of the anomalies (their id is its result's address: :mod:`.exports`)."""
+        fmt = exports.check_format(fmt)
+        if (
+            not isinstance(anomaly_ids, list)
+            or not anomaly_ids
+            or not all(isinstance(i, str) and i for i in anomaly_ids)
+        ):
+            raise ApiError(400, "anomaly_ids must be a non-empty array of anomaly ids")
+        if len(anomaly_ids) > exports.MAX_EXPORT_ANOMALIES:
+            raise ApiError(400, f"too many anomaly_ids: max {exports.MAX_EXPORT_ANOMALIES} per export")
+        ids = list(dict.fromkeys(anomaly_ids))
+        missing = [i for i in ids if self.store.get_anomaly(i) is None]
+        if missing:
+            raise ApiError(404, f"anomaly(ies) not found: {', '.join(missing[:10])}")
+        job_id = exports.encode_job(fmt, ids)
+        return {
+            "job_id": job_id,
+            "status": "completed",
+            "format": fmt,
+            "anomaly_count": len(ids),
+            "message": f"Export of {len(ids)} anomaly(ies) as {fmt} is ready: GET /v1/exports/{job_id}",
+            "created_at": iso(time.time()),
+        }
+
+    def get_export(self, job_id: str) -> dict[str, Any]:
+        fmt, ids = exports.decode_job(job_id)
+        found, missing = [], []
+        for anomaly_id in ids:
+            record = self.store.get_anomaly(anomaly_id)
+            if record is None:
+                missing.append(anomaly_id)
+            else:
+                found.append(anomaly_detail(record))
+        return exports.render(fmt, job_id, found, missing)
 
     # -- health -----------------------------------------------------------------------------
 
@@ -491,6 +684,20 @@ def _validated(body: Any, max_events: int) -> tuple[list[Any], Mapping[str, Any]
 
 def _stream_id(body: Mapping[str, Any]) -> str:
     return validation.stream_id(body.get("stream_id"))
+
+
+def _resolved(override: Mapping[str, Any], meta: Mapping[str, Any] | None) -> DetectionSettings:
+    """The settings of a detect call: ``config_override`` over the stream's profile (``meta``; None: the
+    defaults)."""
+    try:
+        return resolve_settings(override, base=profiles.stream_base(meta) if meta is not None else None)
+    except SettingsError as exc:
+        raise ApiError(400, f"invalid config_override: {exc}") from None
+
+
+def _stream_settings_of(meta: Mapping[str, Any]) -> DetectionSettings:
+    """The stream's settings without a request (its profile, or the defaults), capped as detect caps them."""
+    return resolve_settings(None, base=profiles.stream_base(meta))
 
 
 def _stream_settings(record: StreamRecord) -> DetectionSettings:
@@ -622,6 +829,8 @@ def _detect_response(
         "status": "calibrating" if calibrating else "ready",
         "detection_ready": ready,
     }
+    if outcome.drift is not None:
+        response["drift"] = outcome.drift
     if settings.compressor in ("lz4", "openzl"):
         response["compression_algo"] = "zstd"
         response["fallback_from_algo"] = settings.compressor

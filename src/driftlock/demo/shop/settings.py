@@ -26,4 +26,5 @@ DRIFTLOCK = {
     "EXCLUDE_PATHS": list(EXCLUDED),
     "ASYNC_MODE": True,
     "CONFIG_OVERRIDE": {"profile": os.environ.get("DRIFTLOCK_DEMO_PROFILE", "balanced")},
+    "ON_ANOMALY": "driftlock.demo.shop.alarms.record",  # what each worker is told, for the demo's score
 }

@@ -1,0 +1,53 @@
+"""Per-stream calibration of the decision threshold to a target false-positive rate.
+
+A permutation p-value is exact only when the window's events are exchangeable with the baseline's.
+Real traffic is not: it comes in sessions and bursts, and windows overlap, so a stream's ordinary
+windows reach p <= 0.05 far more often than one time in twenty (from 3% to 30% of detections,
+depending on how varied its events are; README, "Detection quality"). So each stream counts how
+often its own ordinary detections (those outside incidents) reach each of a few p-value levels, with
+counts that fade over HALF_LIFE detections, and a detection is anomalous only at the largest level
+that the stream's ordinary traffic reaches at most TARGET_RATE of the time: the reference's
+FPR-target calibration (API-AND-CBAD.md §2.11), on p rather than on the composite score. Until a
+stream has MIN_DETECTIONS ordinary detections, the profile's threshold applies: a stream is made
+stricter only on evidence about its own traffic (a per-payment check with a 10-event window cannot
+reach p below about 10 / its pool, so a stricter start would never flag a single odd payment). A
+threshold given in the request's ``config_override`` is used as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["LEVELS", "TARGET_RATE", "observe", "threshold"]
+
+TARGET_RATE = 0.01
+LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
+"""Candidate thresholds, loosest first; 0.0 keeps only windows no permutation reached."""
+HALF_LIFE = 500
+MIN_DETECTIONS = 50
+_DECAY = 0.5 ** (1 / HALF_LIFE)
+
+
+def threshold(calibration: Mapping[str, Any] | None, ceiling: float) -> float:
+    """The p-value threshold this stream's ordinary traffic allows, at most ``ceiling`` (the profile's)."""
+    if not calibration or float(calibration.get("n", 0)) < MIN_DETECTIONS:
+        return ceiling
+    n = float(calibration["n"])
+    hits = calibration.get("hits", {})
+    for level in LEVELS:
+        if level <= ceiling and float(hits.get(str(level), 0.0)) <= TARGET_RATE * n:
+            return level
+    return 0.0
+
+
+def observe(calibration: Mapping[str, Any] | None, p_values: Iterable[float]) -> dict[str, Any]:
+    """The calibration after these ordinary detections' p-values (JSON-ready, for the stream's meta)."""
+    n = float((calibration or {}).get("n", 0.0))
+    hits = {str(level): float((calibration or {}).get("hits", {}).get(str(level), 0.0)) for level in LEVELS}
+    for p in p_values:
+        n = n * _DECAY + 1.0
+        for level in LEVELS:
+            key = str(level)
+            hits[key] = hits[key] * _DECAY + (1.0 if p <= level else 0.0)
+    return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}}
