@@ -95,8 +95,9 @@ NORMAL_AMOUNTS = ["12.50", "9.99", "49.00", "23.75", "5.00", "15.20", "30.00", "
 
 
 def test_process_payment_403_on_anomaly_200_otherwise(db: Path) -> None:
-    # Per-payment checks need a window that one event can stand out in: 10 events, a detection per event.
-    override = '{"baseline_size": 400, "window_size": 10, "hop_size": 1}'
+    # Per-payment checks need a window that one event can stand out in (10 events, a detection per event),
+    # and the threshold as given: one odd event in 10 cannot reach p much below 10 / the pool.
+    override = '{"baseline_size": 400, "window_size": 10, "hop_size": 1, "p_value_threshold": 0.05}'
     with running_server() as srv:
         with DjangoServer("gunicorn", driftlock_url=srv.url, db=db, DRIFTLOCK_CONFIG_OVERRIDE=override) as web:
             rng = random.Random(3)

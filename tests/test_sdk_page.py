@@ -9,7 +9,6 @@ base_url=...)``, as the page's Configuration block makes it; the page's placehol
 ``'id1'``...). Then the test checks that what the snippet printed is true, against the server's state.
 Every run must also leave stderr empty: no ResourceWarning, no unclosed-client noise.
 
-Snippets whose server side is missing are marked xfail(strict) with what the server must answer.
 """
 
 from __future__ import annotations
@@ -160,10 +159,6 @@ def app_logs(page_server: ServerProcess) -> list[dict[str, Any]]:
 def payments(page_server: ServerProcess) -> list[dict[str, Any]]:
     """Anomalies that feedback snippets may change (kept apart from app-logs' list)."""
     return seed_anomalies(page_server, "payments", seed=22)
-
-
-def server_missing(what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"server: {what}")
 
 
 # -- Quick Start, demo, Configuration -----------------------------------------------------------
@@ -356,10 +351,6 @@ def test_submit_feedback(page_server: ServerProcess, payments: list[dict[str, An
     ]
 
 
-@server_missing(
-    "POST /v1/anomalies/{id}/export {format} and POST /v1/anomalies/export {format, anomaly_ids} "
-    "answer 202 {job_id, status}; GET /v1/exports/{job_id} answers {job_id, status, result}"
-)
 def test_export_anomalies(page_server: ServerProcess, payments: list[dict[str, Any]]) -> None:
     ids = [a["id"] for a in payments[:3]]
     run = run_page(
@@ -384,7 +375,6 @@ PROFILE = (
 )
 
 
-@server_missing(PROFILE)
 def test_get_detection_profile(page_server: ServerProcess, app_logs: list[dict[str, Any]]) -> None:
     run = run_page("Get Detection Profile", url=page_server.url)
     assert re.fullmatch(r"Profile: (sensitive|balanced|strict|custom)", run.printed[0])
@@ -392,7 +382,6 @@ def test_get_detection_profile(page_server: ServerProcess, app_logs: list[dict[s
     assert re.fullmatch(r"NCD threshold: 0\.\d+", run.printed[2])
 
 
-@server_missing(PROFILE)
 def test_update_profile(page_server: ServerProcess, app_logs: list[dict[str, Any]]) -> None:
     run_page("Update Profile", url=page_server.url)
     profile = page_server.get("/v1/streams/app-logs/profile").json()
@@ -403,7 +392,6 @@ def test_update_profile(page_server: ServerProcess, app_logs: list[dict[str, Any
     )
 
 
-@server_missing("GET /v1/streams/{id}/tuning ({current_settings, tune_history[], feedback_stats})")
 def test_get_tuning_history(page_server: ServerProcess, payments: list[dict[str, Any]]) -> None:
     run = run_page(
         "Get Tuning History",
@@ -415,10 +403,6 @@ def test_get_tuning_history(page_server: ServerProcess, payments: list[dict[str,
     assert len(run.printed) == 1 + 2 * run.facts["history"]
 
 
-@server_missing(
-    "GET and DELETE /v1/streams/{id}/anchor ({has_active_anchor, ...}), GET /v1/streams/{id}/anchor/details "
-    "({anchor: {event_count, baseline_entropy, ...} | null}), POST /v1/streams/{id}/reset-anchor {events, force_reset}"
-)
 def test_anchor_management(page_server: ServerProcess, app_logs: list[dict[str, Any]]) -> None:
     run = run_page(
         "Anchor Management",
@@ -429,14 +413,12 @@ def test_anchor_management(page_server: ServerProcess, app_logs: list[dict[str, 
     assert run.facts == {"after": False}
 
 
-@server_missing(PROFILE)
 def test_detection_profiles(page_server: ServerProcess) -> None:
     page_server.post("/v1/detect", json={"stream_id": "logs", "events": [{"body": {"m": 1}}]})
     run_page("Detection Profiles", url=page_server.url)
     assert page_server.get("/v1/streams/logs/profile").json()["profile"] == "strict"
 
 
-@server_missing(PROFILE)
 def test_auto_tuning(page_server: ServerProcess, payments: list[dict[str, Any]]) -> None:
     page_server.post("/v1/detect", json={"stream_id": "logs", "events": [{"body": {"m": 1}}]})
     target = payments[2]

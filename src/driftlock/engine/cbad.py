@@ -275,6 +275,8 @@ def analyse(
         return strong or (composite_pass and (votes >= 2 or ncd_pass)) or (novelty_pass and (votes >= 2 or strong))
 
     total = settings.permutation_count
+    # the test also settles which side of these p-values it is on (the incident rule confirms at one)
+    also = [level for level in (settings.confirm_p_value,) if level is not None]
     count = done = 0
     if decide(0.0):  # otherwise no p-value could make this an anomaly: skip the test
         # The permutation test's reference is the older half of the baseline; the newer half and the
@@ -291,8 +293,10 @@ def analyse(
                 break  # clearly not significant (a futility stop: it can only say "no anomaly")
             if done == floor and count == 0 and decide(1 / (done + 1)):
                 break  # not one permutation reached the window: p < 1 / floor, an anomaly either way
-            fixed = decide(count / total)
-            if fixed == decide((count + total - done) / total) and (not fixed or done >= floor):
+            low, high = count / total, (count + total - done) / total
+            fixed = decide(low)
+            settled = all((low <= level) == (high <= level) for level in also)
+            if fixed == decide(high) and settled and (not fixed or done >= floor):
                 break
     # count/done lies between the bounds that fixed the decision, so it decides the same way
     p = count / done if done else 1.0

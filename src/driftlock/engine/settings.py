@@ -32,6 +32,7 @@ class DetectionSettings:
     compressor: str = "zstd"
     tokenizer: bool = True
     seed: int = 42
+    confirm_p_value: float | None = None  # a second level the permutation test settles p at
 
     @property
     def min_events(self) -> int:

@@ -127,6 +127,7 @@ class DetectionService:
             if not explicit_p:  # the profile's p-value threshold is the ceiling of the stream's calibration
                 p_value = calibration.threshold(record.meta.get("calibration"), profiled.p_value_threshold)
                 settings = replace(profiled, p_value_threshold=p_value)
+            settings = replace(settings, confirm_p_value=rule.p_value)  # confirmations need p settled there
             try:
                 outcome = self._run(record, kept, events, settings, rule, batch_id, now, trace_ids)
                 outcome.drift = anchors.drift(record.meta, record.engine.events, profiled)
@@ -182,10 +183,11 @@ class DetectionService:
                 if anomaly is not None:
                     open_row.update(
                         last_seen_ts=now,
-                        last_position=result.position,
                         anomaly_count=open_row["anomaly_count"] + 1,
                         explanation=merge_explanation(open_row["explanation"], anomaly["explanation"]),
                     )
+                    if rule.confirms(d.p_value):  # only what could open an incident keeps one open
+                        open_row["last_position"] = result.position
                     anomaly["incident_id"] = open_row["id"]
                     anomaly["incident"] = incident_mark(open_row["id"], False)
                     rows[open_row["id"]] = open_row

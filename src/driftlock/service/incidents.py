@@ -7,7 +7,9 @@ So an incident *opens* when ``confirmations`` anomalous detections, each at p <=
 within one window of events (one confirmation: every anomaly opens one). While it is open, every
 anomalous detection joins it, and the stream's baseline is frozen, so an attack that goes on stays
 anomalous rather than being learnt, and stays one incident. It *resolves* after ``quiet`` events with
-no anomalous detection (a window), and the baseline forgets what arrived while it was open. An
+no detection that could have opened it (at p <= ``p_value``; a window), and the baseline forgets what
+arrived while it was open. Weaker anomalies join it without keeping it open, so how long an incident
+lasts does not depend on how loose the stream's decision threshold is. An
 incident open for ``max_span`` events is the stream's new normal: it resolves as ``absorbed`` and the
 baseline learns it.
 
