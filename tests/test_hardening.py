@@ -267,6 +267,28 @@ def test_a_body_that_is_not_utf8_is_a_400(server: ServerProcess) -> None:
         ("GET", "/v1/traces", "POST"),
     ],
 )
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"],
+    ids=["not-http", "bad-content-length"],
+)
+def test_a_request_http_cannot_parse_answers_the_envelope(server: ServerProcess, request_bytes: bytes) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request_bytes)
+        data = b""
+        for _ in range(100):  # bounded: the server closes the connection after answering
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    validate(json.loads(body), component("ErrorResponse"))
+    assert error["code"] == "invalid_argument" and "invalid HTTP request" in error["message"]
+
+
 def test_unsupported_methods_are_405_with_allow(server: ServerProcess, method: str, path: str, allow: str) -> None:
     response = httpx.request(method, server.url + path, timeout=30)
     error = error_of(response, 405)

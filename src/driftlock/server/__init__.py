@@ -113,6 +113,46 @@ def build_app(settings: ServeSettings) -> Starlette:
     )
 
 
+HTTP_PROTOCOL = "driftlock.server:EnvelopeHTTPProtocol"
+"""uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), answering a request it cannot parse with the
+API's error envelope instead of plain text (an import string: ``--workers`` passes it to each process)."""
+
+_protocol: type | None = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EnvelopeHTTPProtocol":  # built on first use: importing driftlock.server imports no uvicorn
+        return _envelope_protocol()
+    raise AttributeError(f"module 'driftlock.server' has no attribute {name!r}")
+
+
+def _envelope_protocol() -> type:
+    global _protocol
+    if _protocol is None:
+        import json
+        import time
+
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        class EnvelopeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[valid-type,misc]
+            def send_400_response(self, msg: str) -> None:
+                error = {
+                    "code": "invalid_argument",
+                    "message": f"invalid HTTP request ({msg.rstrip('.')}): send an HTTP/1.1 request",
+                    "request_id": str(time.time_ns()),
+                }
+                body = json.dumps({"error": error}).encode()
+                head = (
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.write(head.encode() + body)
+                self.transport.close()
+
+        _protocol = EnvelopeHTTPProtocol
+    return _protocol
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket. Created as IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without
     it a response written in two parts waits for the client's delayed ACK (~40 ms a request on Linux)."""
@@ -180,6 +220,7 @@ def run(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        http=HTTP_PROTOCOL,
         workers=workers,
         factory=workers > 1,
         proxy_headers=bool(forwarded_allow_ips),
