@@ -257,17 +257,6 @@ def test_a_body_that_is_not_utf8_is_a_400(server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "allow"),
-    [
-        ("PUT", "/healthz", "GET"),
-        ("DELETE", "/v1/detect", "POST"),
-        ("GET", "/v1/detect", "POST"),
-        ("POST", "/metrics", "GET"),
-        ("PATCH", "/v1/anomalies", "GET"),
-        ("GET", "/v1/traces", "POST"),
-    ],
-)
-@pytest.mark.parametrize(
     "request_bytes",
     [b"GARBAGE\r\n\r\n", b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"],
     ids=["not-http", "bad-content-length"],
@@ -289,6 +278,17 @@ def test_a_request_http_cannot_parse_answers_the_envelope(server: ServerProcess,
     assert error["code"] == "invalid_argument" and "invalid HTTP request" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/healthz", "GET"),
+        ("DELETE", "/v1/detect", "POST"),
+        ("GET", "/v1/detect", "POST"),
+        ("POST", "/metrics", "GET"),
+        ("PATCH", "/v1/anomalies", "GET"),
+        ("GET", "/v1/traces", "POST"),
+    ],
+)
 def test_unsupported_methods_are_405_with_allow(server: ServerProcess, method: str, path: str, allow: str) -> None:
     response = httpx.request(method, server.url + path, timeout=30)
     error = error_of(response, 405)
