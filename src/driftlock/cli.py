@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -14,15 +15,18 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from driftlock.server import run
+    from driftlock.server import describe_keys, run
 
     keys = list(args.api_key or [])
     keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
     hooks = list(args.notify or [])
     hooks += os.environ.get("DRIFTLOCK_SERVE_WEBHOOKS", "").replace(",", " ").split()
 
     def ready(url: str) -> None:
-        print(f"driftlock serve listening on {url} (database: {args.db})", flush=True)
+        for line in describe_keys(keys):  # a count and masked prefixes: never a key
+            print(line, file=sys.stderr if line.startswith("warning") else sys.stdout, flush=True)
+        print(f"driftlock serve listening on {url} (database: {_shown_db(args.db)}{workers})", flush=True)
 
     try:
         run(
@@ -33,13 +37,24 @@ def _serve(args: argparse.Namespace) -> int:
             span_kinds=[k.strip() for k in args.span_kinds.split(",") if k.strip()],
             log_level=args.log_level,
             on_ready=ready,
+            workers=args.workers,
+            forwarded_allow_ips=[a.strip() for a in (args.forwarded_allow_ips or "").split(",") if a.strip()],
             notify=hooks,
             webhook_secret=os.environ.get("DRIFTLOCK_SERVE_WEBHOOK_SECRET") or None,
         )
-    except (ValueError, ImportError) as exc:
+    except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _shown_db(db: str) -> str:
+    """The database as the start line shows it: a URL without its password."""
+    if "://" in db and "@" in db.split("://", 1)[1]:
+        scheme, rest = db.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return db
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -95,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--db",
         default="driftlock.sqlite3",
-        help="SQLite file for streams and anomalies, or :memory: (default: %(default)s)",
+        help="SQLite file for streams and anomalies, :memory:, or a postgresql:// URL (default: %(default)s)",
     )
     serve.add_argument(
         "--api-key",
@@ -106,6 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--span-kinds",
         default="server,consumer",
         help="span kinds the OTLP receiver turns into events (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering on one socket, over one --db (not :memory:) (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        help="comma-separated proxy addresses whose X-Forwarded-For is believed (default: none)",
     )
     serve.add_argument(
         "--notify",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hmac
-import json
 import logging
+import os
 import secrets
 import time
 import zlib
@@ -35,6 +35,7 @@ from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
+from driftlock.service.validation import EventError, parse_json
 
 __all__ = ["create_app"]
 
@@ -49,11 +50,14 @@ def _request_id(request: Request) -> str:
     return given[:100] if given.isprintable() and given else str(time.time_ns())
 
 
-def _error(request: Request, exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    headers = dict(headers or {})
+def _error(
+    request: Request, exc: ApiError, headers: dict[str, str] | None = None, request_id: str | None = None
+) -> JSONResponse:
+    headers = {**(headers or {}), "X-Driftlock-Pid": str(os.getpid())}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(exc.body(_request_id(request)), status_code=exc.status, headers=headers)
+    body = exc.body(request_id or _request_id(request))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -68,7 +72,9 @@ async def _read_body(request: Request) -> bytes:
             raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
         chunks.append(chunk)
     body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "").lower()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "deflate"):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding[:40]!r}: send gzip, deflate or none")
     try:
         if encoding == "gzip":
             body = _bounded(zlib.decompressobj(wbits=31), body)
@@ -84,15 +90,6 @@ def _bounded(decompressor: Any, body: bytes) -> bytes:
     if len(out) > MAX_BODY_BYTES:
         raise ApiError(413, f"decompressed body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
     return bytes(out)
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except RecursionError:
-        raise ApiError(400, "invalid json: nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, f"invalid json: {exc}") from None
 
 
 def create_app(
@@ -116,6 +113,7 @@ def create_app(
         metrics.add_notifier(notifier.stats)
     kinds = tuple(span_kinds)
     api = Api(service, limiter=demo_limiter)
+    pid = {"X-Driftlock-Pid": str(os.getpid())}  # which worker answered (driftlock serve --workers N)
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -141,7 +139,7 @@ def create_app(
 
     def endpoint_for(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
-            body = _json(await _read_body(request)) if op.json_body else None
+            body = parse_json(await _read_body(request)) if op.json_body else None
             call = Call(
                 params=dict(request.path_params),
                 query=dict(request.query_params),
@@ -153,7 +151,7 @@ def create_app(
             result = await run_in_threadpool(api.call, op, call)
             if op.path == "/v1/detect":
                 metrics.observe_detect(time.perf_counter() - started)
-            return JSONResponse(result.body, status_code=result.status)
+            return JSONResponse(result.body, status_code=result.status, headers=pid)
 
         return guarded(answer, op.auth)
 
@@ -182,26 +180,34 @@ def create_app(
         for stream_id, items in by_stream.items():
             for start in range(0, len(items), OTLP_CHUNK):
                 chunk = items[start : start + OTLP_CHUNK]
-                started = time.perf_counter()
-                try:
-                    service.detect(
-                        {"stream_id": stream_id, "events": [e for e, _ in chunk]},
-                        request_id=str(time.time_ns()),
-                        trace_ids=[t for _, t in chunk],
-                    )
-                    metrics.observe_detect(time.perf_counter() - started)
-                except ApiError as exc:
-                    rejected += len(chunk)
-                    problems.append(f"stream {stream_id}: {exc.message}")
+                while chunk:  # a span whose event cannot be kept is rejected alone (nothing is stored before)
+                    started = time.perf_counter()
+                    try:
+                        service.detect(
+                            {"stream_id": stream_id, "events": [e for e, _ in chunk]},
+                            request_id=str(time.time_ns()),
+                            trace_ids=[t for _, t in chunk],
+                        )
+                        metrics.observe_detect(time.perf_counter() - started)
+                        break
+                    except EventError as exc:
+                        rejected += 1
+                        trace = chunk[exc.index][1] or "?"
+                        problems.append(f"stream {stream_id}: the span of trace {trace}: {exc.message}")
+                        chunk = chunk[: exc.index] + chunk[exc.index + 1 :]
+                    except ApiError as exc:
+                        rejected += len(chunk)
+                        problems.append(f"stream {stream_id}: {exc.message}")
+                        break
         return rejected, "; ".join(problems[:5])
 
-    async def exposition(request: Request) -> Response:
+    async def exposition(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
     routes: list[BaseRoute] = [Route(op.path, endpoint_for(op), methods=[op.method]) for op in OPERATIONS]
     routes += [
-        Route("/metrics", exposition),
+        Route("/metrics", guarded(exposition, True), methods=["GET"]),
         Route("/v1/traces", guarded(traces, True), methods=["POST"]),
     ]
 
@@ -217,8 +223,16 @@ def create_app(
         return _error(request, ApiError(exc.status_code, message), headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        logger.exception("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(request, ApiError(500, f"internal error: {type(exc).__name__}"))
+        request_id = _request_id(request)
+        logger.error(
+            "unexpected error answering %s %s (request id %s)",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
+        message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
+        return _error(request, ApiError(500, message), request_id=request_id)
 
     routes += console_routes(
         service, api_keys=api_keys, secret=console_secret or secrets.token_bytes(32), metrics=metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from driftlock.events import SpanRecord
+from driftlock.service.errors import ApiError
+from driftlock.service.validation import parse_json
 
 __all__ = ["OtlpError", "decode_request", "encode_response", "records"]
 
@@ -33,10 +36,17 @@ def decode_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     if "json" in content_type:
         try:
-            data = json.loads(body)
+            data = parse_json(body)
+        except ApiError as exc:
+            raise OtlpError(f"invalid OTLP JSON: {exc.message.removeprefix('invalid json: ')}") from None
+        if not isinstance(data, dict):
+            raise OtlpError(
+                f"invalid OTLP JSON: the body must be an object (an ExportTraceServiceRequest), got {_kind(data)}"
+            )
+        try:
             _hex_ids_to_base64(data)
             json_format.ParseDict(data, request, ignore_unknown_fields=True)
-        except (ValueError, json_format.ParseError) as exc:
+        except (ValueError, TypeError, RecursionError, json_format.ParseError) as exc:
             raise OtlpError(f"invalid OTLP JSON: {exc}") from None
     else:
         try:
@@ -44,6 +54,12 @@ def decode_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         except DecodeError as exc:
             raise OtlpError(f"invalid OTLP protobuf: {exc}") from None
     return request
+
+
+def _kind(value: Any) -> str:
+    return (
+        "null" if value is None else {bool: "a boolean", str: "a string", list: "an array"}.get(type(value), "a number")
+    )
 
 
 def encode_response(rejected: int, message: str, content_type: str) -> bytes:
@@ -80,6 +96,8 @@ def _value(v: AnyValue) -> Any:
         return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return v.bytes_value.hex()
+    if which == "double_value" and not math.isfinite(v.double_value):
+        return str(v.double_value)  # "nan", "inf": JSON has no such number, and what is stored is read back
     return getattr(v, which)
 
 

@@ -21,8 +21,7 @@ from driftlock._version import __version__
 from driftlock.engine.explain import event_value
 from driftlock.engine.settings import DEMO_SETTINGS, DetectionSettings, SettingsError, resolve_settings
 from driftlock.engine.stream import MIN_BASELINE_SIZE, StreamState, WindowResult, detections, freeze, thaw
-from driftlock.engine.tokenize import event_bytes
-from driftlock.service import anchors, calibration, exports, profiles, tuning
+from driftlock.service import anchors, calibration, exports, profiles, tuning, validation
 from driftlock.service.errors import ApiError
 from driftlock.service.incidents import IncidentRule, merge_explanation
 from driftlock.service.shapes import (
@@ -41,8 +40,8 @@ logger = logging.getLogger("driftlock.service")
 
 MAX_EVENTS = 1000
 MAX_DEMO_EVENTS = 200
-MAX_EVENT_BYTES = 1 << 20
-DEFAULT_STREAM = "default"
+MAX_EVENT_BYTES = validation.MAX_EVENT_BYTES
+DEFAULT_STREAM = validation.DEFAULT_STREAM
 FEEDBACK_TYPES = ("false_positive", "confirmed", "dismissed")
 ANOMALY_STATUSES = ("open", "acknowledged", "resolved")
 INCIDENT_STATUSES = ("open", "resolved", "muted")
@@ -77,7 +76,7 @@ class DetectionService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.cache = cache or RecordCache()
+        self.cache = cache if cache is not None else RecordCache()  # an empty cache is falsy (len 0)
         self.clock = clock  # wall time of auto-tuning's cooldown (tests pass their own)
         self.started = time.time()
         self._listeners: list[IncidentListener] = []
@@ -115,8 +114,8 @@ class DetectionService:
             )
         tokenizer = override.get("tokenizer", True)  # checked with the rest of the override, under the lock
         started = time.perf_counter()
-        encoded = [event_bytes(e, tokenizer=tokenizer if isinstance(tokenizer, bool) else True) for e in events]
-        kept = [(i, e) for i, e in enumerate(encoded) if len(e) <= MAX_EVENT_BYTES]
+        encoded = validation.encoded_events(events, tokenizer=tokenizer if isinstance(tokenizer, bool) else True)
+        kept = list(enumerate(encoded))
         batch_id = str(uuid.uuid4())
         now = time.time()
         explicit_p = "p_value_threshold" in override
@@ -243,7 +242,7 @@ class DetectionService:
             raise ApiError(400, f"invalid config_override: {exc}") from None
         started = time.perf_counter()
         state = StreamState("demo")
-        found = [r for r in detections(state, [event_bytes(e) for e in events], settings) if r.detection.is_anomaly]
+        found = [r for r in detections(state, validation.encoded_events(events), settings) if r.detection.is_anomaly]
         anomalies = [_anomaly_record(r, events[r.index], r.index, None, None, time.time()) for r in found]
         return {
             "success": True,
@@ -347,7 +346,7 @@ class DetectionService:
 
     def list_anomalies(self, query: Mapping[str, str], *, request_id: str) -> dict[str, Any]:
         limit = _int_param(query, "limit", 50, 1, 100)
-        offset = _int_param(query, "offset", 0, 0, 10**9)
+        offset = _int_param(query, "offset", 0, 0, 10**100)  # the contract sets no maximum
         status = query.get("status") or None
         if status is not None and status not in ANOMALY_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(ANOMALY_STATUSES)}, got {status!r}")
@@ -357,7 +356,7 @@ class DetectionService:
             since=_time_param(query, "from"),
             until=_time_param(query, "to"),
         )
-        rows, total = self.store.list_anomalies(where, limit, offset)
+        rows, total = self.store.list_anomalies(where, limit, min(offset, 2**62))  # SQL takes int64: past every row
         return {
             "anomalies": [anomaly_summary(r) for r in rows],
             "total": total,
@@ -567,8 +566,7 @@ class DetectionService:
                 )
             settings = _stream_settings_of(record.meta)
             if given is not None:
-                events = [event_bytes(e, tokenizer=settings.tokenizer) for e in given]
-                events = [e for e in events if len(e) <= MAX_EVENT_BYTES]
+                events = validation.encoded_events(given, tokenizer=settings.tokenizer)
             else:
                 history = list(record.engine.events)
                 events = list(record.engine.frozen or history[-settings.min_events : -settings.window_size])
@@ -687,12 +685,7 @@ def _validated(body: Any, max_events: int) -> tuple[list[Any], Mapping[str, Any]
 
 
 def _stream_id(body: Mapping[str, Any]) -> str:
-    stream_id = body.get("stream_id")
-    if stream_id is None:
-        return DEFAULT_STREAM
-    if not isinstance(stream_id, str) or not stream_id.strip() or len(stream_id) > 200:
-        raise ApiError(400, f"stream_id must be a non-empty string of at most 200 characters, got {stream_id!r}")
-    return stream_id
+    return validation.stream_id(body.get("stream_id"))
 
 
 def _resolved(override: Mapping[str, Any], meta: Mapping[str, Any] | None) -> DetectionSettings:

@@ -137,11 +137,14 @@ def stream_summary(record: StreamRecord) -> dict[str, Any]:
 
 class RecordCache:
     """A bounded, thread-safe LRU of stream records in front of a store, bounded by the events held
-    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline)."""
+    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline)
+    and by the records held (about 2 KB each even with few events)."""
 
-    def __init__(self, max_events: int = 200_000) -> None:
+    def __init__(self, max_events: int = 200_000, max_records: int = 4096) -> None:
         self.max_events = max_events
+        self.max_records = max_records
         self._records: OrderedDict[str, StreamRecord] = OrderedDict()
+        self._sizes: dict[str, int] = {}  # events counted when each record was put (a record grows in place)
         self._events = 0
         self._lock = threading.Lock()
 
@@ -154,20 +157,19 @@ class RecordCache:
 
     def put(self, record: StreamRecord) -> None:
         with self._lock:
-            old = self._records.pop(record.stream_id, None)
-            if old is not None:
-                self._events -= old.events_in_memory()
+            self._records.pop(record.stream_id, None)
+            self._events -= self._sizes.pop(record.stream_id, 0)
+            size = self._sizes[record.stream_id] = record.events_in_memory()
             self._records[record.stream_id] = record
-            self._events += record.events_in_memory()
-            while self._events > self.max_events and len(self._records) > 1:
-                _, evicted = self._records.popitem(last=False)
-                self._events -= evicted.events_in_memory()
+            self._events += size
+            while (self._events > self.max_events or len(self._records) > self.max_records) and len(self._records) > 1:
+                evicted, _ = self._records.popitem(last=False)
+                self._events -= self._sizes.pop(evicted, 0)
 
     def drop(self, stream_id: str) -> None:
         with self._lock:
-            old = self._records.pop(stream_id, None)
-            if old is not None:
-                self._events -= old.events_in_memory()
+            self._records.pop(stream_id, None)
+            self._events -= self._sizes.pop(stream_id, 0)
 
     def __len__(self) -> int:
         return len(self._records)
