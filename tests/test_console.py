@@ -193,7 +193,7 @@ def test_sign_in_failures_are_limited(served: ServerProcess) -> None:
         for _ in range(10):
             assert client.post("/sign-in", data={"api_key": "guess", "next": "/"}).status_code == 401
         assert client.post("/sign-in", data={"api_key": KEY, "next": "/"}).status_code == 429
-    metrics = served.get("/metrics").text
+    metrics = served.get("/metrics", headers=API).text
     assert "driftlock_console_sign_in_failures_total 10.0" in metrics
 
 

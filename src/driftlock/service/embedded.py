@@ -9,7 +9,6 @@ process only.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -22,6 +21,7 @@ from driftlock.service.api import Api, Call
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
 from driftlock.service.store import MemoryStore, Store
+from driftlock.service.validation import parse_json
 
 __all__ = ["EmbeddedTransport", "default_path", "embedded_api"]
 
@@ -69,7 +69,7 @@ class EmbeddedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         request_id = str(time.time_ns())
         try:
             op, params = self.api.match(request.method, request.url.path)
-            body = json.loads(content) if content else None
+            body = parse_json(content) if op.json_body and content else None
             query = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
             answer = self.api.call(op, Call(params, query, body, request_id))
             status, data = answer.status, answer.body
