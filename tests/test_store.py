@@ -590,3 +590,55 @@ def test_open_store_picks_postgres_for_its_urls_and_names_an_unreachable_server_
     ) as info:
         open_store(f"postgresql://u:hunter2@127.0.0.1:{port}/x?connect_timeout=2")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def creating(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    made = _stores(request.param, request, tmp_path)
+    yield made
+    for store in made.opened:
+        store.close()
+
+
+def test_a_stream_created_behind_the_locks_back_is_a_conflict(creating: Stores) -> None:
+    # (SqliteStore raises sqlite3.IntegrityError here rather than StoreConflictError.)
+    store, other = creating.open(), creating.open()
+    with store.session("new") as session:
+        assert session.record is None
+        if creating.kind == "memory":
+            assert isinstance(store, MemoryStore)
+            store._streams["new"] = StreamRecord.new("new")
+            store._streams["new"].version = 1
+        else:
+            import psycopg
+
+            from driftlock.service.postgres import PostgresStore
+
+            assert isinstance(other, PostgresStore)
+            with psycopg.connect(other.url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO streams (stream_id, version, events_ingested, anomaly_count, detections) "
+                    "VALUES ('new', 1, 0, 0, 0)"
+                )
+        record = StreamRecord.new("new")
+        record.engine.events.append(ev(1))
+        with pytest.raises(StoreConflictError):
+            session.commit(Commit(record, appended=1, anomalies=[anomaly("new", 1.0, 0)]))
+    assert store.list_anomalies(AnomalyFilter(), 10, 0) == ([], 0)
+
+
+def test_a_database_server_restart_costs_no_call() -> None:
+    from tests.postgres import running_postgres
+
+    with running_postgres() as server:
+        store = open_store(server.new_database("restart"))
+        try:
+            record = append(store, "s", [ev(1)])
+            server.stop()
+            server.start()  # the same port; every pooled connection is now dead
+            append(store, "s", [ev(2)], record)
+            assert history(store, "s") == [ev(1), ev(2)]
+            assert store.list_streams(10, 0)[1] == 1
+            store.ping()
+        finally:
+            store.close()

@@ -175,7 +175,6 @@ class PostgresStore:
             max_size=max_size,
             timeout=timeout,
             open=False,
-            check=ConnectionPool.check_connection,  # a server restart costs no failed call
             kwargs={"application_name": "driftlock"},
             name="driftlock",
         )
@@ -194,7 +193,7 @@ class PostgresStore:
             raise
 
     def _migrate(self) -> None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS driftlock_schema (version integer NOT NULL)")
             row = conn.execute("SELECT version FROM driftlock_schema").fetchone()
@@ -213,7 +212,7 @@ class PostgresStore:
                 conn.execute("UPDATE driftlock_schema SET version = %s", (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute("SELECT version FROM driftlock_schema").fetchone()
         return int(row[0]) if row else 0
 
@@ -221,21 +220,48 @@ class PostgresStore:
         self._pool.close()
 
     def ping(self) -> None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("SELECT 1").fetchone()
 
     # -- one stream, locked ------------------------------------------------------------------
 
     @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for reads, checked first: one the server dropped (a restart) is replaced."""
+        conn = self._pool.getconn()
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._pool.putconn(conn)  # broken: the pool replaces it
+            conn = self._pool.getconn()
+        try:
+            with conn:  # commit, or roll back on an exception
+                yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    @contextmanager
     def session(self, stream_id: str, cached: StreamRecord | None = None) -> Iterator[StreamSession]:
         key = lock_key(stream_id)
-        with self._threads[key % THREAD_SLOTS], self._pool.connection() as conn:
-            session = _PostgresSession(conn, stream_id, key, cached)
+        with self._threads[key % THREAD_SLOTS]:
+            conn = self._pool.getconn()
             try:
-                yield session
+                try:
+                    session = _PostgresSession(conn, stream_id, key, cached)
+                except psycopg.OperationalError:
+                    if not conn.broken:
+                        raise
+                    # dropped while pooled (a server restart): nothing was done on it, so once more on another
+                    self._pool.putconn(conn)
+                    conn = self._pool.getconn()
+                    session = _PostgresSession(conn, stream_id, key, cached)
+                try:
+                    yield session
+                finally:
+                    if not session.committed and not conn.closed:
+                        conn.rollback()  # releases the lock; nothing was written
             finally:
-                if not session.committed and not conn.closed:
-                    conn.rollback()  # releases the lock; nothing was written
+                self._pool.putconn(conn)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -265,18 +291,18 @@ class PostgresStore:
     )
 
     def stream(self, stream_id: str) -> dict[str, Any] | None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(self._SUMMARY + " WHERE s.stream_id = %s", (stream_id,)).fetchone()
         return self._summary(row) if row is not None else None
 
     def list_streams(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             total = _count(conn.execute("SELECT count(*) FROM streams").fetchone())
             rows = conn.execute(self._SUMMARY + " ORDER BY s.stream_id LIMIT %s OFFSET %s", (limit, offset)).fetchall()
         return [self._summary(r) for r in rows], total
 
     def recent_events(self, stream_id: str, limit: int) -> list[bytes]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "SELECT data FROM stream_events WHERE stream_id = %s ORDER BY seq DESC LIMIT %s", (stream_id, limit)
             ).fetchall()
@@ -295,7 +321,7 @@ class PostgresStore:
                 clauses.append(f"{column} {op} %s")
                 args.append(value)
         sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             total = _count(conn.execute(f"SELECT count(*) FROM anomalies {sql_where}", args).fetchone())
             rows = conn.execute(
                 f"SELECT record, status, incident_id FROM anomalies {sql_where} ORDER BY seq DESC LIMIT %s OFFSET %s",
@@ -304,7 +330,7 @@ class PostgresStore:
         return [_anomaly(r) for r in rows], total
 
     def get_anomaly(self, anomaly_id: str) -> dict[str, Any] | None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT record, status, incident_id FROM anomalies WHERE id = %s", (anomaly_id,)
             ).fetchone()
@@ -319,7 +345,7 @@ class PostgresStore:
         return record
 
     def add_feedback(self, anomaly_id: str, feedback_type: str, reason: str | None, status: str) -> bool:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             found = conn.execute("UPDATE anomalies SET status = %s WHERE id = %s", (status, anomaly_id)).rowcount
             if found:
                 conn.execute(
@@ -339,7 +365,7 @@ class PostgresStore:
             clauses.append("status = %s")
             args.append(status)
         sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             total = _count(conn.execute(f"SELECT count(*) FROM incidents {sql_where}", args).fetchone())
             rows = conn.execute(
                 f"SELECT record FROM incidents {sql_where} ORDER BY opened_ts DESC, id LIMIT %s OFFSET %s",
@@ -348,12 +374,12 @@ class PostgresStore:
         return [dict(r[0]) for r in rows], total
 
     def get_incident(self, incident_id: str) -> dict[str, Any] | None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute("SELECT record FROM incidents WHERE id = %s", (incident_id,)).fetchone()
         return dict(row[0]) if row else None
 
     def timeline(self, stream_id: str, since: float) -> tuple[list[tuple[int, int]], list[tuple[Any, ...]]]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             minutes = conn.execute(
                 "SELECT minute, events FROM stream_minutes WHERE stream_id = %s AND minute >= %s ORDER BY minute",
                 (stream_id, int(since // 60)),
@@ -442,7 +468,10 @@ class _PostgresSession:
         self.committed = True
         try:
             self._write(change)
-            self._conn.commit()
+        except psycopg.errors.DivisionByZero:
+            with suppress(psycopg.Error):
+                self._conn.rollback()
+            raise StoreConflictError(f"stream {change.record.stream_id} changed while locked") from None
         except BaseException:
             with suppress(psycopg.Error):  # a lost connection: the server rolls back
                 self._conn.rollback()
@@ -477,20 +506,23 @@ class _PostgresSession:
             json.dumps(record.meta),
         )
         conn = self._conn
-        with conn.pipeline():  # one round trip for every write; the version check is read after it
-            head = conn.cursor()
+        # One round trip for every write and the COMMIT. The version check comes first and fails the
+        # transaction when the row was not the one read (1 / 0 rows written: division_by_zero, at run
+        # time), so nothing after it is applied.
+        with conn.pipeline():
             if self._stored_version is None:
-                head.execute(
-                    f"INSERT INTO streams ({_STREAM_COLUMNS}) VALUES (%s{', %s' * 13}) "
-                    "ON CONFLICT (stream_id) DO NOTHING",
+                conn.execute(
+                    f"WITH written AS (INSERT INTO streams ({_STREAM_COLUMNS}) VALUES (%s{', %s' * 13}) "
+                    "ON CONFLICT (stream_id) DO NOTHING RETURNING 1) SELECT 1 / (SELECT count(*)::int FROM written)",
                     (sid, *values),
                 )
             else:
-                head.execute(
-                    "UPDATE streams SET version = %s, events_ingested = %s, since_detection = %s, anomaly_count = %s, "
-                    "detections = %s, last_event_at = %s, created_at = %s, last_detection_at = %s, history_next = %s, "
-                    "history_epoch = %s, frozen_start = %s, incident = %s, meta = %s "
-                    "WHERE stream_id = %s AND version = %s",
+                conn.execute(
+                    "WITH written AS (UPDATE streams SET version = %s, events_ingested = %s, since_detection = %s, "
+                    "anomaly_count = %s, detections = %s, last_event_at = %s, created_at = %s, last_detection_at = %s, "
+                    "history_next = %s, history_epoch = %s, frozen_start = %s, incident = %s, meta = %s "
+                    "WHERE stream_id = %s AND version = %s RETURNING 1) "
+                    "SELECT 1 / (SELECT count(*)::int FROM written)",
                     (*values, sid, self._stored_version),
                 )
             if change.rewrite_history:
@@ -548,5 +580,4 @@ class _PostgresSession:
                     "ON CONFLICT (stream_id, minute) DO UPDATE SET events = stream_minutes.events + excluded.events",
                     (sid, int(change.events_at // 60), change.appended),
                 )
-        if head.rowcount != 1:
-            raise StoreConflictError(f"stream {sid} changed while locked")
+            conn.commit()
