@@ -388,13 +388,16 @@ def test_incidents_are_written_updated_joined_and_listed(stores: Stores) -> None
     store = stores.open()
     members = [anomaly("s", 1000.0 + i, i) for i in range(3)]
     opened = incident("s", 1002.0, opened_by=members[2]["id"])
-    with store.session("s") as session:
+    with store.session("s") as session:  # a confirmation in an earlier call
         record = StreamRecord.new("s")
+        session.commit(Commit(record, anomalies=members[:1]))
+    with store.session("s", record) as session:  # the call that opens it: a confirmation before the opener
+        assert session.record is not None
+        record = session.record
         record.incident.open = opened
         members[2]["incident_id"] = opened["id"]
-        session.commit(
-            Commit(record, anomalies=members, incidents=[opened], attach=[(m["id"], opened["id"]) for m in members[:2]])
-        )
+        attach = [(m["id"], opened["id"]) for m in members[:2]]
+        session.commit(Commit(record, anomalies=members[1:], incidents=[opened], attach=attach))
     joined, total = store.list_anomalies(AnomalyFilter(incident_id=opened["id"]), 10, 0)
     assert total == 3 and {a["id"] for a in joined} == {m["id"] for m in members}
     assert all(a["incident_id"] == opened["id"] for a in joined)

@@ -133,11 +133,6 @@ _STREAM_COLUMNS = (
     "stream_id, version, events_ingested, since_detection, anomaly_count, detections, last_event_at, "
     "created_at, last_detection_at, history_next, history_epoch, frozen_start, incident, meta"
 )
-_INSERT_EVENTS = (
-    "INSERT INTO {table} (stream_id, seq, data) SELECT %s, %s + t.n - 1, t.data "
-    "FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(data, n) "
-    "ON CONFLICT (stream_id, seq) DO UPDATE SET data = excluded.data"
-)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -409,37 +404,32 @@ class _PostgresSession:
     def __init__(self, conn: psycopg.Connection[Any], stream_id: str, key: int, cached: StreamRecord | None) -> None:
         self._conn = conn
         self.committed = False
-        since = cached.history_next if cached is not None else 0
-        with conn.pipeline():  # one round trip: the lock, the row, the history the cache lacks
+        with conn.pipeline():  # one round trip: the lock, then (a statement of its own, so seen after it) the record
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-            head = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE stream_id = %s", (stream_id,))
-            newer = conn.cursor(binary=True)
-            newer.execute(
-                "SELECT data FROM stream_events WHERE stream_id = %s AND seq >= %s ORDER BY seq", (stream_id, since)
-            )
+            head = conn.cursor(binary=True)
+            head.execute(_LOAD, {"id": stream_id, "since": cached.history_next if cached else 0, "all": cached is None})
         row = head.fetchone()
         self._stored_version: int | None = None if row is None else int(row[1])
-        self.record: StreamRecord | None = self._load(row, cached, newer.fetchall()) if row is not None else None
+        self.record: StreamRecord | None = self._load(row, cached) if row is not None else None
 
-    def _load(self, row: Sequence[Any], cached: StreamRecord | None, newer: list[tuple[Any, ...]]) -> StreamRecord:
+    def _load(self, row: Sequence[Any], cached: StreamRecord | None) -> StreamRecord:
         stream_id, version, ingested, since, anomalies, detections, last_event, created, last_det = row[:9]
-        history_next, epoch, frozen_start, incident, meta = row[9:]
+        history_next, epoch, frozen_start, incident, meta, newer, held = row[9:]
         if cached is not None and cached.version == version:
             return cached
-        conn = self._conn
-        if cached is not None and cached.history_epoch == epoch:
+        if cached is not None and cached.history_epoch == epoch:  # the history only grew: add what is new
             events = cached.engine.events
-            events.extend(bytes(r[0]) for r in newer)
+            events.extend(newer)
             frozen = cached.engine.frozen
         else:
-            with conn.pipeline():
-                full = conn.cursor(binary=True)
-                full.execute("SELECT data FROM stream_events WHERE stream_id = %s ORDER BY seq", (stream_id,))
-                held = conn.cursor(binary=True)
-                held.execute("SELECT data FROM frozen_events WHERE stream_id = %s ORDER BY seq", (stream_id,))
-            events = deque((bytes(r[0]) for r in full.fetchall()), maxlen=MAX_STATE_EVENTS)
-            frozen_rows = held.fetchall()
-            frozen = [bytes(r[0]) for r in frozen_rows] if frozen_start is not None else None
+            if cached is not None:  # rewritten since cached: read it whole
+                with self._conn.cursor(binary=True) as again:
+                    again.execute(_LOAD, {"id": stream_id, "since": 0, "all": True})
+                    found = again.fetchone()
+                assert found is not None  # the lock is held: the row cannot go away
+                newer, held = found[14:]
+            events = deque(newer, maxlen=MAX_STATE_EVENTS)
+            frozen = list(held) if frozen_start is not None else None
         engine = StreamState(
             stream_id=stream_id,
             events=events,
@@ -489,95 +479,136 @@ class _PostgresSession:
             record.history_epoch += 1
         first_seq = record.history_next
         record.history_next += len(new_history)
-        sid = e.stream_id
-        values = (
-            record.version + 1,
-            e.events_ingested,
-            e.since_detection,
-            e.anomaly_count,
-            e.detections,
-            e.last_event_at,
-            record.created_at,
-            record.last_detection_at,
-            record.history_next,
-            record.history_epoch,
-            e.frozen_start if e.frozen is not None else None,
-            json.dumps(record.incident.to_json()),
-            json.dumps(record.meta),
-        )
+        joined = dict(change.attach)
+        anomalies = change.anomalies
+        new_ids = {a["id"] for a in anomalies}
+        earlier_joined = [(a, i) for a, i in joined.items() if a not in new_ids]
+        incidents = list({i["id"]: i for i in change.incidents}.values())
+        earlier = e.detections - len(change.detections)
+        at, position, ncd, p_value, anomalous = (list(c) for c in zip(*change.detections, strict=True)) if (
+            change.detections
+        ) else ([], [], [], [], [])  # fmt: skip
+        params: dict[str, Any] = {
+            "id": e.stream_id,
+            "stored": self._stored_version,
+            "version": record.version + 1,
+            "ingested": e.events_ingested,
+            "since": e.since_detection,
+            "anomalies": e.anomaly_count,
+            "detections": e.detections,
+            "last_event": e.last_event_at,
+            "created": record.created_at,
+            "last_detection": record.last_detection_at,
+            "next": record.history_next,
+            "epoch": record.history_epoch,
+            "frozen_start": e.frozen_start if e.frozen is not None else None,
+            "incident": json.dumps(record.incident.to_json()),
+            "meta": json.dumps(record.meta),
+            # history: the new events after every stored one; older rows go (all of them on a rewrite)
+            "first": first_seq,
+            "history": new_history,
+            "trim": bool(new_history) or change.rewrite_history,
+            "keep_from": first_seq if change.rewrite_history else record.history_next - MAX_STATE_EVENTS,
+            "a_id": [a["id"] for a in anomalies],
+            "a_stream": [a["stream_id"] for a in anomalies],
+            "a_at": [a["detected_at"] for a in anomalies],
+            "a_ts": [a["detected_ts"] for a in anomalies],
+            "a_pos": [a.get("position") for a in anomalies],
+            "a_inc": [joined.get(a["id"], a.get("incident_id")) for a in anomalies],
+            "a_status": [a.get("status", "open") for a in anomalies],
+            "a_record": [json.dumps(a) for a in anomalies],
+            # anomalies stored by earlier calls that now belong to an incident (this call's carry theirs)
+            "j_id": [a for a, _ in earlier_joined],
+            "j_inc": [i for _, i in earlier_joined],
+            "i_id": [i["id"] for i in incidents],
+            "i_stream": [i["stream_id"] for i in incidents],
+            "i_status": [i["status"] for i in incidents],
+            "i_opened": [float(i["opened_ts"]) for i in incidents],
+            "i_record": [json.dumps(i) for i in incidents],
+            "d_at": at,
+            "d_pos": position,
+            "d_ncd": ncd,
+            "d_p": p_value,
+            "d_anomaly": anomalous,
+            "expire": earlier // 50 != e.detections // 50,  # old detections go now and then
+            "expired": time.time() - TIMELINE_SECONDS,
+            "count": change.events_at is not None and change.appended > 0,
+            "minute": int(change.events_at // 60) if change.events_at is not None else 0,
+            "appended": change.appended,
+        }
         conn = self._conn
-        # One round trip for every write and the COMMIT. The version check comes first and fails the
-        # transaction when the row was not the one read (1 / 0 rows written: division_by_zero, at run
-        # time), so nothing after it is applied.
+        # One statement for every write and, in the same round trip, COMMIT. Its result divides by the
+        # stream rows written, so a row that was not the one read (a write behind the lock's back)
+        # fails the whole statement with division_by_zero, at run time, and nothing of it is applied.
         with conn.pipeline():
-            if self._stored_version is None:
-                conn.execute(
-                    f"WITH written AS (INSERT INTO streams ({_STREAM_COLUMNS}) VALUES (%s{', %s' * 13}) "
-                    "ON CONFLICT (stream_id) DO NOTHING RETURNING 1) SELECT 1 / (SELECT count(*)::int FROM written)",
-                    (sid, *values),
-                )
-            else:
-                conn.execute(
-                    "WITH written AS (UPDATE streams SET version = %s, events_ingested = %s, since_detection = %s, "
-                    "anomaly_count = %s, detections = %s, last_event_at = %s, created_at = %s, last_detection_at = %s, "
-                    "history_next = %s, history_epoch = %s, frozen_start = %s, incident = %s, meta = %s "
-                    "WHERE stream_id = %s AND version = %s RETURNING 1) "
-                    "SELECT 1 / (SELECT count(*)::int FROM written)",
-                    (*values, sid, self._stored_version),
-                )
-            if change.rewrite_history:
-                conn.execute("DELETE FROM stream_events WHERE stream_id = %s", (sid,))
-            if new_history:
-                conn.execute(_INSERT_EVENTS.format(table="stream_events"), (sid, first_seq, new_history))
-                conn.execute(
-                    "DELETE FROM stream_events WHERE stream_id = %s AND seq < %s",
-                    (sid, record.history_next - MAX_STATE_EVENTS),
-                )
+            conn.execute(_WRITE_NEW if self._stored_version is None else _WRITE, params)
             if change.frozen_changed:
-                conn.execute("DELETE FROM frozen_events WHERE stream_id = %s", (sid,))
+                conn.execute("DELETE FROM frozen_events WHERE stream_id = %s", (e.stream_id,))
                 if e.frozen:
-                    conn.execute(_INSERT_EVENTS.format(table="frozen_events"), (sid, 0, list(e.frozen)))
-            if change.anomalies:
-                conn.cursor().executemany(
-                    "INSERT INTO anomalies (id, stream_id, detected_at, detected_ts, position, incident_id, status, "
-                    "record) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            a["id"],
-                            a["stream_id"],
-                            a["detected_at"],
-                            a["detected_ts"],
-                            a.get("position"),
-                            a.get("incident_id"),
-                            a.get("status", "open"),
-                            json.dumps(a),
-                        )
-                        for a in change.anomalies
-                    ],
-                )
-            for anomaly_id, incident_id in change.attach:
-                conn.execute("UPDATE anomalies SET incident_id = %s WHERE id = %s", (incident_id, anomaly_id))
-            for i in change.incidents:
-                conn.execute(
-                    "INSERT INTO incidents (id, stream_id, status, opened_ts, record) VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET stream_id = excluded.stream_id, status = excluded.status, "
-                    "opened_ts = excluded.opened_ts, record = excluded.record",
-                    (i["id"], i["stream_id"], i["status"], i["opened_ts"], json.dumps(i)),
-                )
-            if change.detections:
-                at, position, ncd, p_value, anomaly = (list(c) for c in zip(*change.detections, strict=True))
-                conn.execute(
-                    "INSERT INTO detections (stream_id, at, position, ncd, p_value, anomaly) SELECT %s, * FROM "
-                    "unnest(%s::float8[], %s::bigint[], %s::float8[], %s::float8[], %s::boolean[])",
-                    (sid, at, position, ncd, p_value, anomaly),
-                )
-                conn.execute(
-                    "DELETE FROM detections WHERE stream_id = %s AND at < %s", (sid, time.time() - TIMELINE_SECONDS)
-                )
-            if change.events_at is not None and change.appended:
-                conn.execute(
-                    "INSERT INTO stream_minutes (stream_id, minute, events) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (stream_id, minute) DO UPDATE SET events = stream_minutes.events + excluded.events",
-                    (sid, int(change.events_at // 60), change.appended),
-                )
+                    conn.execute(_INSERT_FROZEN, (e.stream_id, list(e.frozen)))
             conn.commit()
+
+
+_LOAD = f"""SELECT {_STREAM_COLUMNS},
+    (SELECT coalesce(array_agg(data ORDER BY seq), '{{}}') FROM stream_events e
+     WHERE e.stream_id = s.stream_id AND e.seq >= %(since)s),
+    CASE WHEN %(all)s THEN (SELECT coalesce(array_agg(data ORDER BY seq), '{{}}') FROM frozen_events f
+     WHERE f.stream_id = s.stream_id) END
+FROM streams s WHERE s.stream_id = %(id)s"""
+"""The stream's row, its history from ``since``, and (``all``) its frozen baseline."""
+
+_INSERT_FROZEN = (
+    "INSERT INTO frozen_events (stream_id, seq, data) SELECT %s, t.n - 1, t.data "
+    "FROM unnest(%b::bytea[]) WITH ORDINALITY AS t(data, n)"
+)
+
+_WRITES = """,
+history AS (
+    INSERT INTO stream_events (stream_id, seq, data)
+    SELECT %(id)s, %(first)s + t.n - 1, t.data FROM unnest(%(history)b::bytea[]) WITH ORDINALITY AS t(data, n)
+    ON CONFLICT (stream_id, seq) DO UPDATE SET data = excluded.data
+), trimmed AS (
+    DELETE FROM stream_events WHERE %(trim)s AND stream_id = %(id)s AND seq < %(keep_from)s
+), found AS (
+    INSERT INTO anomalies (id, stream_id, detected_at, detected_ts, position, incident_id, status, record)
+    SELECT t.id, t.stream_id, t.at, t.ts, t.pos, t.inc, t.status, t.record::json
+    FROM unnest(%(a_id)b::text[], %(a_stream)b::text[], %(a_at)b::text[], %(a_ts)b::float8[], %(a_pos)b::bigint[],
+                %(a_inc)b::text[], %(a_status)b::text[], %(a_record)b::text[])
+         AS t(id, stream_id, at, ts, pos, inc, status, record)
+), joined AS (
+    UPDATE anomalies SET incident_id = t.inc FROM unnest(%(j_id)b::text[], %(j_inc)b::text[]) AS t(id, inc)
+    WHERE anomalies.id = t.id
+), incident_rows AS (
+    INSERT INTO incidents (id, stream_id, status, opened_ts, record)
+    SELECT t.id, t.stream_id, t.status, t.opened, t.record::json
+    FROM unnest(%(i_id)b::text[], %(i_stream)b::text[], %(i_status)b::text[], %(i_opened)b::float8[],
+                %(i_record)b::text[]) AS t(id, stream_id, status, opened, record)
+    ON CONFLICT (id) DO UPDATE SET stream_id = excluded.stream_id, status = excluded.status,
+        opened_ts = excluded.opened_ts, record = excluded.record
+), timeline AS (
+    INSERT INTO detections (stream_id, at, position, ncd, p_value, anomaly)
+    SELECT %(id)s, t.* FROM unnest(%(d_at)b::float8[], %(d_pos)b::bigint[], %(d_ncd)b::float8[], %(d_p)b::float8[],
+                                   %(d_anomaly)b::boolean[]) AS t
+), expired AS (
+    DELETE FROM detections WHERE %(expire)s AND stream_id = %(id)s AND at < %(expired)s
+), minutes AS (
+    INSERT INTO stream_minutes (stream_id, minute, events) SELECT %(id)s, %(minute)s, %(appended)s WHERE %(count)s
+    ON CONFLICT (stream_id, minute) DO UPDATE SET events = stream_minutes.events + excluded.events
+)
+SELECT 1 / (SELECT count(*)::int FROM written)"""
+
+_VALUES = (
+    "%(id)s, %(version)s, %(ingested)s, %(since)s, %(anomalies)s, %(detections)s, %(last_event)s, %(created)s, "
+    "%(last_detection)s, %(next)s, %(epoch)s, %(frozen_start)s, %(incident)s, %(meta)s"
+)
+_WRITE_NEW = (
+    f"WITH written AS (INSERT INTO streams ({_STREAM_COLUMNS}) VALUES ({_VALUES}) "
+    f"ON CONFLICT (stream_id) DO NOTHING RETURNING 1){_WRITES}"
+)
+_WRITE = (
+    "WITH written AS (UPDATE streams SET version = %(version)s, events_ingested = %(ingested)s, "
+    "since_detection = %(since)s, anomaly_count = %(anomalies)s, detections = %(detections)s, "
+    "last_event_at = %(last_event)s, created_at = %(created)s, last_detection_at = %(last_detection)s, "
+    "history_next = %(next)s, history_epoch = %(epoch)s, frozen_start = %(frozen_start)s, incident = %(incident)s, "
+    f"meta = %(meta)s WHERE stream_id = %(id)s AND version = %(stored)s RETURNING 1){_WRITES}"
+)
