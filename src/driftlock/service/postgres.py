@@ -135,6 +135,16 @@ _STREAM_COLUMNS = (
 )
 
 
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+"""A replica that stops mid-call (hung, not dead) loses its transaction and the stream's lock after this."""
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.autocommit = True
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
+    conn.autocommit = False
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
@@ -171,6 +181,7 @@ class PostgresStore:
             timeout=timeout,
             open=False,
             kwargs={"application_name": "driftlock"},
+            configure=_configure,
             name="driftlock",
         )
         try:
