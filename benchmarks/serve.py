@@ -249,7 +249,12 @@ def postgres(url: str | None, enabled: bool) -> Iterator[tuple[str | None, int |
     try:
         server.start()
         assert server.process is not None
-        yield server.new_database("bench"), server.process.pid, f"{bindir.parent.name}, private, fsync=off"
+        url = server.new_database("bench")
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        yield url, server.process.pid, f"{row[0] if row else '?'}, a private server, fsync=off"
     finally:
         server.cleanup()
 
