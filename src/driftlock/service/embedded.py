@@ -36,8 +36,17 @@ def default_path() -> Path:
 
 
 def open_store(path: str | Path) -> Store:
+    """``:memory:``, a ``postgresql://`` (or ``postgres://``) URL, or the path of a SQLite file."""
     if str(path) == ":memory:":
         return MemoryStore()
+    if str(path).startswith(("postgresql://", "postgres://")):
+        try:
+            from driftlock.service.postgres import PostgresStore
+        except ImportError as exc:
+            raise ImportError(
+                f"a postgresql:// database needs the postgres extra: pip install 'driftlock[postgres]' ({exc})"
+            ) from exc
+        return PostgresStore(str(path))
     from driftlock.service.sqlite import SqliteStore
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
