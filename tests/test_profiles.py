@@ -140,7 +140,7 @@ def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no
     # the profile's p-value threshold given per request, so the stream's calibration stays out of it and
     # what changes between the runs is the tuning alone
     override = {"config_override": {"p_value_threshold": 0.1}}
-    events = traffic.events(600, seed=5)  # 600: a multiple of the hop and of every window, so a replay aligns
+    events = traffic.events(600, seed=6)  # 600: a multiple of the hop and of every window, so a replay aligns
     service.update_profile("tuned", {"profile": "sensitive", "auto_tune_enabled": True})
     service.update_profile("control", {"profile": "sensitive"})
     first = send(service, "tuned", events, **override)
