@@ -16,6 +16,7 @@ from typing import Any
 
 from driftlock.service.detection import DetectionService
 from driftlock.service.errors import ApiError
+from driftlock.service.validation import int_param
 
 __all__ = ["OPERATIONS", "Answer", "Api", "Call", "DemoLimiter", "Operation"]
 
@@ -85,19 +86,6 @@ class Operation:
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", self.path)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         return re.compile(f"^{regex}$")
-
-
-def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def _demo(api: Api, call: Call) -> Any:
@@ -173,8 +161,8 @@ OPERATIONS: tuple[Operation, ...] = (
             **a.service.list_incidents(
                 c.query.get("stream_id") or None,
                 c.query.get("status") or None,
-                _int(c.query, "limit", 50, 1, 100),
-                _int(c.query, "offset", 0, 0, 10**9),
+                int_param(c.query, "limit", 50, 1, 100),
+                int_param(c.query, "offset", 0, 0, 10**9),
             ),
             "request_id": c.request_id,
         },
@@ -199,7 +187,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/v1/streams",
         lambda a, c: {
-            **a.service.list_streams(_int(c.query, "limit", 100, 1, 1000), _int(c.query, "offset", 0, 0, 10**9)),
+            **a.service.list_streams(
+                int_param(c.query, "limit", 100, 1, 1000), int_param(c.query, "offset", 0, 0, 10**9)
+            ),
             "request_id": c.request_id,
         },
     ),
@@ -208,7 +198,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/streams/{stream_id:path}/events",
         lambda a, c: {
             "stream_id": c.params["stream_id"],
-            "events": a.service.recent_events(c.params["stream_id"], _int(c.query, "limit", 100, 1, 2000)),
+            "events": a.service.recent_events(c.params["stream_id"], int_param(c.query, "limit", 100, 1, 2000)),
             "request_id": c.request_id,
         },
     ),
@@ -216,7 +206,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/v1/streams/{stream_id:path}/timeline",
         lambda a, c: {
-            **a.service.stream_timeline(c.params["stream_id"], _int(c.query, "since_seconds", 3600, 60, 86_400)),
+            **a.service.stream_timeline(c.params["stream_id"], int_param(c.query, "since_seconds", 3600, 60, 86_400)),
             "request_id": c.request_id,
         },
     ),

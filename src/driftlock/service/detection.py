@@ -345,8 +345,8 @@ class DetectionService:
     # -- anomalies --------------------------------------------------------------------------
 
     def list_anomalies(self, query: Mapping[str, str], *, request_id: str) -> dict[str, Any]:
-        limit = _int_param(query, "limit", 50, 1, 100)
-        offset = _int_param(query, "offset", 0, 0, 10**100)  # the contract sets no maximum
+        limit = validation.int_param(query, "limit", 50, 1, 100)
+        offset = validation.int_param(query, "offset", 0, 0, 10**100)  # the contract sets no maximum
         status = query.get("status") or None
         if status is not None and status not in ANOMALY_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(ANOMALY_STATUSES)}, got {status!r}")
@@ -718,19 +718,6 @@ def _feedback_body(body: Any) -> tuple[str, str | None]:
     if reason is not None and not isinstance(reason, str):
         raise ApiError(400, "reason must be a string")
     return str(body["feedback_type"]), reason
-
-
-def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def _time_param(query: Mapping[str, str], name: str) -> float | None:
