@@ -159,7 +159,7 @@ class DetectionService:
         out = _Outcome()
         engine, state = record.engine, record.incident
         muted = float(record.meta.get("muted_until") or 0) > now
-        frozen_before = engine.frozen is not None
+        frozen_before = engine.frozen  # freeze() makes a new list, thaw() drops it: identity says it changed
         rewrite = False
         commit = Commit(record, events_at=now)
         rows: dict[str, dict[str, Any]] = {}  # incident rows changed by this call
@@ -229,7 +229,7 @@ class DetectionService:
             record.meta["sizes"] = sizes
         commit.appended = min(len(kept), len(engine.events))
         commit.rewrite_history = rewrite
-        commit.frozen_changed = (engine.frozen is not None) != frozen_before or rewrite
+        commit.frozen_changed = engine.frozen is not frozen_before or rewrite
         commit.incidents = list(rows.values())
         out.commit = commit
         return out
