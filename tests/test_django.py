@@ -268,3 +268,14 @@ def test_middleware_placed_after_answering_middleware_is_said_once_with_the_fix(
     assert problem and "APPEND_SLASH" in problem and "CSRF" in problem and "INSTALLED_APPS" in problem
     assert hidden_answers(page, ["shop", "driftlock.django"]) is None  # the span then wraps every middleware
     assert hidden_answers(page[2:], ["shop"]) is None
+
+
+def test_a_request_rejected_before_the_view_keeps_its_route_and_the_position_is_said_at_start(db: Path) -> None:
+    with running_server() as srv:
+        with DjangoServer("gunicorn", driftlock_url=srv.url, db=db, settings="shop.settings_csrf") as web:
+            assert web.post("/payment/", data={"amount": "10"}).status_code == 403  # CSRF: no token
+            wait_for(lambda: bodies(srv), timeout=20, message="the rejected request's event")
+            said = [line for line in web.output if "driftlock.W003" in line]
+        got = bodies(srv)
+    assert [(b["method"], b["route"], b["status"]) for b in got] == [("POST", "payment/", 403)]
+    assert said and "CsrfViewMiddleware" in said[0] and "INSTALLED_APPS" in said[0]
