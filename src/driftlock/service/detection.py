@@ -81,7 +81,8 @@ class DetectionService:
         self.started = time.time()
         self._listeners: list[IncidentListener] = []
         self._listeners_lock = threading.Lock()
-        self.totals = {"events": 0, "anomalies": 0, "detect_calls": 0, "incidents_opened": 0, "incidents_resolved": 0}
+        self.totals = {"events": 0, "anomalies": 0, "detect_calls": 0}  # incidents: counted by listeners
+        self._totals_lock = threading.Lock()
 
     def add_listener(self, listener: IncidentListener) -> None:
         with self._listeners_lock:
@@ -137,9 +138,10 @@ class DetectionService:
                 self.cache.drop(stream_id)
                 raise
         self.cache.put(record)
-        self.totals["events"] += len(events)
-        self.totals["anomalies"] += len(outcome.results)
-        self.totals["detect_calls"] += 1
+        with self._totals_lock:  # detect calls of different streams run on concurrent threads
+            self.totals["events"] += len(events)
+            self.totals["anomalies"] += len(outcome.results)
+            self.totals["detect_calls"] += 1
         self._tell(outcome.changes)
         elapsed = time.perf_counter() - started
         return _detect_response(record.engine, settings, outcome, len(events), batch_id, elapsed, request_id)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
 from driftlock.service.incidents import IncidentState
+from driftlock.service.shapes import iso
 
 __all__ = [
     "AnomalyFilter",
@@ -327,6 +328,4 @@ class MemoryStore:
 
 
 def _now_iso() -> str:
-    from driftlock.service.shapes import iso
-
     return iso(time.time()) or ""
