@@ -116,7 +116,7 @@ def test_the_table_names_surging_events_with_their_counts_then_the_least_usual()
 
 def test_driftlock_demo_runs_end_to_end_and_finds_episodes() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "driftlock", "demo", "--json", "--duration", "15", "--seed", "1"],
+        [sys.executable, "-m", "driftlock", "demo", "--json", "--duration", "30", "--seed", "1"],
         capture_output=True,
         text=True,
         timeout=180,
