@@ -128,9 +128,11 @@ def test_event_scores_are_code_lengths_of_shares() -> None:
     assert scores[b"new"][1] == pytest.approx(math.log2(total / 0.5))
     assert scores[b"a"][2] < 0 < scores[b"b"][2]  # "a" became less common, "b" more
     assert scores[b"a"][0] < scores[b"new"][0]  # the reference explains "a", not "new"
-    combined = pool_scores(reference, list(pool.elements()))
-    assert all(isinstance(s, int) for s in combined) and combined[0] == combined[1]
-    assert combined[0] < combined[2] < combined[-1]
+    rows = pool_scores(reference, list(pool.elements()))
+    assert len(rows) == 3  # these events are not JSON: they have no fields, and no field surprise
+    assert all(isinstance(s, int) for row in rows for s in row)
+    for row in rows:  # centred, whole numbers; equal events score alike; "new" the most unlike
+        assert abs(sum(row)) <= len(row) and row[0] == row[1] and row[-1] == max(row)
 
 
 def test_consecutive_detections_share_their_baseline_slices() -> None:
@@ -177,7 +179,7 @@ def test_window_is_the_latest_events() -> None:
 
 
 def test_profiles_and_overrides_change_the_decision() -> None:
-    baseline, window = window_with("scanner", 3, seed=10)  # a weak signal: 3 scanner requests in 50
+    baseline, window = window_with("scanner", 3, seed=1)  # a weak signal: 3 scanner requests in 50
     decisions = {
         name: analyse(baseline, window, resolve_settings({"profile": name, "baseline_size": 400, "window_size": 50}))
         for name in ("sensitive", "balanced", "strict")
@@ -185,7 +187,7 @@ def test_profiles_and_overrides_change_the_decision() -> None:
     assert decisions["sensitive"].is_anomaly and decisions["balanced"].is_anomaly
     assert not decisions["strict"].is_anomaly  # p <= 0.01 is not met
     assert not analyse(baseline, window, resolve_settings({"p_value_threshold": 0.01})).is_anomaly
-    baseline, window = window_with("scanner", 2, seed=35)  # weaker still: only p <= 0.10 calls it
+    baseline, window = window_with("scanner", 2, seed=7)  # weaker still: only p <= 0.10 calls it
     assert analyse(baseline, window, resolve_settings({"profile": "sensitive"} | {"baseline_size": 400})).is_anomaly
     assert not analyse(baseline, window, BALANCED).is_anomaly
 

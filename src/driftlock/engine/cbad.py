@@ -1,46 +1,33 @@
 """Compression-based anomaly detection for one baseline and one window (API-AND-CBAD.md §2.3-2.8).
 
-Three deliberate differences from the reference, where the documentation leaves room, each measured
-(README, "Detection engine"):
+Deliberate differences from the reference, where the documentation leaves room, each measured on
+``benchmarks/quality.py`` and ``benchmarks/engine.py`` (figures in the README, "Detection engine"):
 
-* The permutation test's statistic is the window's *conditional compressed cost*: the sum over
-  window events of C(event | reference), each event compressed with the older half of the
-  baseline as a zstd dictionary. The newer half of the baseline and the window are scored once
-  and are exchangeable when nothing changed, so a permutation is a random relabelling of those
-  scores: no compression per permutation, which made detection about twice as fast
-  (benchmarks/engine.py). The reference permutes NCD over the joined buffers, where a burst of new
-  but repetitive events compresses against itself and hides: 15 scanner requests in a 50-event
-  window were found in 2 of 10 windows that way, and 5 in a window in 6 of 6 this way.
-* The statistic also sees *how often* events occur. Compressing each event alone against the
-  reference cannot: twenty failed logins in a window cost what one does, and when the reference
-  holds a failed login or two, each costs about what a product page costs. So every event gets
-  three scores, each divided by its spread over the pool and summed: its conditional compressed
-  cost (what it contains), its *rarity* (its code length under an order-0 model of whole events
-  fitted to the reference, -log2 of its share there) and its *frequency gain* (log2 of its share
-  of the pool over its share of the reference: positive for events that became more common, such
-  as twenty copies of one failed login). The last two depend only on the reference and on the
-  pool as a whole, so a relabelling of the pool still draws from the same scores. On
-  ``benchmarks/quality.py`` (40 seeds, the alarm rule then: 2 confirmations at p <= 0.02) they
-  lifted credential stuffing from 32 to 40 of 40 episodes and latency spikes from 32 to 40. They also
-  let one rare event weigh on every detection that sees it, which raised chance alarms in long quiet
-  runs; the alarm rule's defaults absorb that (:mod:`driftlock.alarms`).
-* For JSON events, a fourth score: the *field surprise*, the summed surprisal of the event's field
-  values under the reference (a value a field never took in the reference costs the most). Events
-  that are all different (exact paths, user agents, free text: raw events as SDK users send them)
-  leave the whole-event scores nothing to count, and one field taking a new value (a duration of
-  seconds, a 500, an endpoint never called) is then all that changed. On ``benchmarks/quality.py``
-  (tuned families, 10 seeds) it lifted raw API metrics from 39 to 50 of 60 episodes (latency spikes
-  1 to 7 of 10), the others unchanged, at about half again the engine's time.
+* The permutation test scores each event once, not each permutation. The older half of the
+  baseline is the *reference*; the newer half and the window (the *pool*) are exchangeable when
+  nothing changed, so a permutation is a random relabelling of the pool's scores, and no
+  compression runs per permutation. (The reference permutes NCD over joined buffers, where a burst
+  of new but repetitive events compresses against itself and hides.)
+* Every pool event has four scores, all functions of the reference and of the pool as a whole, so
+  relabelling the pool still draws from the same scores: its *conditional compressed cost*
+  C(event | reference), the reference as a zstd dictionary (what it contains); its *rarity*, -log2
+  of its share of the reference (an order-0 code length over whole events); its *frequency gain*,
+  log2 of its share of the pool over its share of the reference (twenty copies of one failed login
+  cost what one does to a compressor, not to this); and for JSON events its *field surprise*
+  (:mod:`.surprise`: its most unusual field value, for raw events that are all different and where
+  one field taking a new value is all that changed).
+* The statistic is the largest of the four window sums, each centred and in units of its spread
+  (:class:`_MaxStatistic`), so a change that shows in one score is not drowned by the three that
+  did not change.
 * Every branch of the decision rule requires significance (p at or below the threshold): the
   reference's composite branch does not, and windows of varied traffic then pass it on their NCD
   alone, which no calibration of p can bound.
 * The *effect sizes* the thresholds are compared with (NCD for ``ncd_threshold`` and the composite
   score, compression-ratio change, entropy change) are measured size-matched: the window against
-  each window-sized slice of the baseline, averaged. Compared directly, a 50-event window and a
-  400-event baseline of the *same* traffic score NCD ≈ 0.9 and a compression-ratio drop of ≈ 30%,
-  because compressed size grows sub-linearly, and the composite branch of the rule fires for most
-  windows. The slices end on multiples of the window size counted in the stream, so a baseline that
-  moves a hop at a time keeps them, and their size and entropy are computed once.
+  each window-sized slice of the baseline, averaged. Compared directly, a window and a baseline
+  eight times its size of the *same* traffic look far apart, because compressed size grows
+  sub-linearly. The slices end on multiples of the window size counted in the stream, so a
+  baseline that moves a hop at a time keeps them, and their size and entropy are computed once.
 
 Cost is dominated by the permutation test; it stops as soon as the decision can no longer change
 (the decision is monotone in p, so it is fixed once it agrees at both ends of the p interval still
@@ -53,20 +40,19 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import math
 import random
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
-from typing import Any
+from operator import itemgetter
 
 import zstandard
 
 from driftlock.engine.settings import DetectionSettings
+from driftlock.engine.surprise import field_surprise
 
 __all__ = ["Detection", "analyse", "compressed_size"]
 
@@ -155,75 +141,61 @@ def event_scores(reference: Sequence[bytes], pool: Counter[bytes]) -> dict[bytes
     return scores
 
 
-@functools.lru_cache(maxsize=16384)
-def fields(event: bytes) -> tuple[tuple[str, str], ...]:
-    """An event's leaves as (path, value) pairs (empty when it is not a JSON object). Cached: an event
-    passes through dozens of detections while it moves from window to baseline."""
-    try:
-        value = json.loads(event)
-    except ValueError:
-        return ()
-    out: list[tuple[str, str]] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(child, f"{path}.{key}" if path else str(key))
-        elif isinstance(node, list):
-            out.append((path, json.dumps(node, sort_keys=True)))
-        else:
-            out.append((path, str(node)))
-
-    if isinstance(value, dict):
-        walk(value, "")
-    return tuple(out)
-
-
-def field_surprise(reference: Sequence[bytes], pool: Iterable[bytes]) -> dict[bytes, float]:
-    """Each pool event's summed surprisal of its fields' values under the reference, in bits: a value
-    a field never took costs the most, one it often took almost nothing. Whole-event scores cannot see
-    one field changing in events that are all different (exact paths, agents, free text): a latency
-    spike, an error status, an endpoint never called. Each (field, value) pair is costed once."""
-    counts = Counter(chain.from_iterable(map(fields, reference)))
-    distinct = Counter(path for path, _ in counts)
-    n = len(reference)
-    log2 = math.log2
-    cost: dict[tuple[str, str], float] = {}
-    out: dict[bytes, float] = {}
-    for event in pool:
-        if event in out:
-            continue
-        total = 0.0
-        for pair in fields(event):
-            bits = cost.get(pair)
-            if bits is None:
-                bits = cost[pair] = log2((n + 0.5 * (distinct[pair[0]] + 1)) / (counts[pair] + 0.5))
-            total += bits
-        out[event] = total
-    return out
-
-
-def _unit(values: Sequence[float], weights: Sequence[int]) -> float:
-    """SCORE_SCALE / the standard deviation of ``values`` counted ``weights`` times (SCORE_SCALE if 0)."""
+def _units(values: Sequence[float], weights: Sequence[int]) -> tuple[float, float] | None:
+    """The mean and standard deviation of ``values`` counted ``weights`` times (None if they never vary)."""
     n = sum(weights)
     mean = sum(v * w for v, w in zip(values, weights, strict=True)) / n
     spread = math.sqrt(sum(w * (v - mean) ** 2 for v, w in zip(values, weights, strict=True)) / n)
-    return SCORE_SCALE / spread if spread else SCORE_SCALE
+    return (mean, spread) if spread > 1e-9 else None
 
 
-def pool_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> list[int]:
-    """Each pool event's three scores (:func:`event_scores`) in units of their spread over the pool,
-    summed, as whole numbers (× SCORE_SCALE)."""
+def pool_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> list[list[int]]:
+    """The pool's scores, one row per score that varies over it: conditional cost, rarity, frequency
+    gain (:func:`event_scores`) and field surprise (:func:`.surprise.field_surprise`), each centred
+    and in units of its spread over the pool, as whole numbers (× SCORE_SCALE) so sums compare
+    exactly in any order."""
     in_pool = Counter(pool)
     scores = event_scores(reference, in_pool)
     surprise = field_surprise(reference, in_pool)
-    weights = [in_pool[e] for e in scores]
-    units = [_unit([s[i] for s in scores.values()], weights) for i in range(3)]
-    unit_f = _unit([surprise[e] for e in scores], weights)
-    combined = {
-        e: round(c * units[0] + r * units[1] + g * units[2] + surprise[e] * unit_f) for e, (c, r, g) in scores.items()
-    }
-    return [combined[e] for e in pool]
+    per_event = {e: (*s, surprise[e]) for e, s in scores.items()}
+    weights = list(in_pool.values())
+    rows = []
+    for i in range(4):
+        units = _units([per_event[e][i] for e in in_pool], weights)
+        if units is not None:
+            mean, spread = units
+            value = {e: round(SCORE_SCALE * (v[i] - mean) / spread) for e, v in per_event.items()}
+            rows.append([value[e] for e in pool])
+    return rows or [[0] * len(pool)]
+
+
+class _MaxStatistic:
+    """The permutation test's statistic: the largest of the window's score sums, each centred (a
+    max-T statistic, Westfall and Young, 1993). A window differs from its baseline in one respect or
+    several: a sum of the four scores lets the ones that did not change drown the one that did (a
+    latency spike changes one field and no event's compressed cost); the largest, compared with the
+    largest in each relabelling, keeps the test exact for all four at once."""
+
+    def __init__(self, rows: list[list[int]], window: int) -> None:
+        self.rows = rows
+        self.size = len(rows[0])
+        self.window = window
+        self.offsets = [window * sum(row) for row in rows]
+
+    def __call__(self, indices: Sequence[int]) -> int:
+        # n·sum − w·total: the sum's excess over its mean, times n, in whole numbers
+        n = self.size
+        if len(indices) == 1:  # itemgetter of one index gives the item, not a tuple
+            return max(n * row[indices[0]] - o for row, o in zip(self.rows, self.offsets, strict=True))
+        pick = itemgetter(*indices)
+        sums: list[int] = [sum(pick(row)) for row in self.rows]
+        return max(n * total - o for total, o in zip(sums, self.offsets, strict=True))
+
+    def observed(self) -> int:
+        return self(range(self.size - self.window, self.size))
+
+    def relabelled(self, rng: random.Random) -> int:
+        return self(rng.sample(range(self.size), self.window))
 
 
 def _ncd(c_a: int, c_b: int, c_ab: int) -> float:
@@ -348,12 +320,12 @@ def analyse(
         # The permutation test's reference is the older half of the baseline; the newer half and the
         # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
         reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
-        scores = pool_scores(reference, pool)
-        statistic = sum(scores[-w_size:])
+        test = _MaxStatistic(pool_scores(reference, pool), w_size)
+        statistic = test.observed()
         rng = random.Random(settings.seed)
         floor = min(total, MIN_REPORTED_PERMUTATIONS)
         while done < total:
-            count += sum(rng.sample(scores, w_size)) >= statistic  # a random relabelling of the pool
+            count += test.relabelled(rng) >= statistic  # a random relabelling of the pool
             done += 1
             if count >= EXCEEDANCES and count >= 2 * settings.p_value_threshold * done:
                 break  # clearly not significant (a futility stop: it can only say "no anomaly")

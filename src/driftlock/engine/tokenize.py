@@ -10,13 +10,14 @@ the bytes stay JSON: what is stored can always be read back.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
 import re
 from typing import Any
 
-__all__ = ["canonical_json", "event_bytes", "tokenize"]
+__all__ = ["canonical_json", "event_bytes", "measurement", "neighbour", "tokenize"]
 
 # Order matters: the most specific patterns first.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -40,7 +41,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?<![\w.])\d{4,}(?:\.\d+)?(?![\w.])"), "<NUM>"),
     # a path segment that is a number is an id, whatever its length (/api/products/419/lines)
-    (re.compile(r"(?<=/)\d+(?=/|\?|$)"), "<NUM>"),
+    (re.compile(r"(?<=/)\d+(?=[/?#\s]|$)"), "<NUM>"),
 )
 
 
@@ -81,6 +82,32 @@ def magnitude(number: float) -> str:
     bound = next((m for m in _MAGNITUDES if size < m), _MAGNITUDES[-1])
     text = f"{bound:g}"
     return ("-<" if number < 0 else "<") + text
+
+
+_MAGNITUDE = re.compile(r"(-?)<(\d+(?:\.\d+)?)([A-Za-z%]*)")
+
+
+_SCALE: tuple[float, ...] = tuple(float(m) for m in (*sorted(-m for m in _MAGNITUDES), 0, *_MAGNITUDES))
+
+
+def neighbour(bound: float, toward: float) -> float:
+    """The magnitude one step from ``bound`` toward ``toward`` on the 1-2.5-5 scale (signed)."""
+    if bound == toward:
+        return bound
+    i = bisect.bisect_left(_SCALE, bound)
+    i = i - 1 if toward < bound else i + 1
+    return _SCALE[min(max(i, 0), len(_SCALE) - 1)]
+
+
+@functools.lru_cache(maxsize=8192)
+def measurement(value: str) -> tuple[float, str] | None:
+    """The bound and unit of a magnitude (``"<5000ms"`` is (5000.0, "ms")), None for any other value:
+    magnitudes are ordered, so a duration beyond every one seen before can be told from one between them."""
+    m = _MAGNITUDE.fullmatch(value)
+    if m is None:
+        return None
+    bound = float(m.group(2))
+    return (-bound if m.group(1) else bound), m.group(3)
 
 
 @functools.lru_cache(maxsize=8192)
