@@ -71,7 +71,8 @@ def slow_errors(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def test_a_streams_profile_changes_its_detections_and_config_override_beats_it(service: DetectionService) -> None:
-    events = traffic.events(600, seed=2)
+    # a real change at 250-310: sensitive (ready from 230 events) sees it, balanced (from 450) cannot
+    events = traffic.events(250, seed=2) + slow_errors(60, seed=2) + traffic.events(290, seed=3)
     service.update_profile("by-profile", {"profile": "sensitive"})
     service.update_profile("strict-overridden", {"profile": "strict"})
     sensitive = send(service, "by-profile", events)
@@ -226,7 +227,7 @@ def test_auto_tuning_waits_out_its_cooldown_and_keeps_a_history(service: Detecti
 
 def test_auto_tune_off_counts_feedback_and_changes_nothing(service: DetectionService) -> None:
     service.update_profile("quiet", {"profile": "sensitive"})
-    found = send(service, "quiet", traffic.events(600, seed=2))
+    found = send(service, "quiet", traffic.events(500, seed=2) + slow_errors(100, seed=2))
     for _, anomaly in found:
         assert "tuned" not in service.feedback(anomaly["id"], {"feedback_type": "false_positive"}, request_id="t")
     service.feedback(found[0][1]["id"], {"feedback_type": "confirmed"}, request_id="t")
