@@ -22,7 +22,7 @@ import functools
 import json
 import re
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 
 __all__ = ["leaves", "shape"]
 
@@ -44,8 +44,9 @@ def shape(value: str) -> str:
 
 def _text(path: str, value: str, out: list[tuple[str, str]]) -> None:
     words = _QUOTED.findall(value)
-    parts = [w for w in words if not _CONSTANT.fullmatch(w)]
-    template = " ".join("*" if not _CONSTANT.fullmatch(w) else w for w in words)
+    constant = [_CONSTANT.fullmatch(w) is not None for w in words]
+    parts = [w for w, fixed in zip(words, constant, strict=True) if not fixed]
+    template = " ".join(w if fixed else "*" for w, fixed in zip(words, constant, strict=True))
     out.append((path, template))
     for i, part in enumerate(parts[:MAX_PARTS]):
         key = f"{path}|{template}|{i}"
@@ -55,12 +56,12 @@ def _text(path: str, value: str, out: list[tuple[str, str]]) -> None:
 
 def _url(path: str, value: str, out: list[tuple[str, str]]) -> None:
     base, _, query = value.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True)
+    pairs = parse_qsl(query, keep_blank_values=True)  # values decoded, "+" as a space
     out.append((path, base + "?" + "&".join(sorted({k for k, _ in pairs}))))
     for key, part in pairs[:MAX_PARTS]:
         leaf = f"{path}?{key}"
         out.append((leaf, part))
-        out.append((leaf + "#", shape(unquote_plus(part))))
+        out.append((leaf + "#", shape(part)))
 
 
 def _leaf(path: str, value: str, out: list[tuple[str, str]]) -> None:

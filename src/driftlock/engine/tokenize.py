@@ -92,11 +92,11 @@ _SCALE: tuple[float, ...] = tuple(float(m) for m in (*sorted(-m for m in _MAGNIT
 
 def neighbour(bound: float, toward: float) -> float:
     """The magnitude one step from ``bound`` toward ``toward`` on the 1-2.5-5 scale (signed)."""
-    if bound == toward:
-        return bound
-    i = bisect.bisect_left(_SCALE, bound)
-    i = i - 1 if toward < bound else i + 1
-    return _SCALE[min(max(i, 0), len(_SCALE) - 1)]
+    if toward < bound:
+        return _SCALE[max(bisect.bisect_left(_SCALE, bound) - 1, 0)]
+    if toward > bound:
+        return _SCALE[min(bisect.bisect_right(_SCALE, bound), len(_SCALE) - 1)]
+    return bound
 
 
 @functools.lru_cache(maxsize=8192)
