@@ -349,7 +349,7 @@ def _with_patch_and_delete(fs: FaultServer) -> FaultServer:
 
 
 def test_requests_of_every_namespace_with_ids_escaped() -> None:
-    ok = Reply(200, {"success": True, "job_id": "j1", "status": "queued", "incidents": [], "total": 0})
+    ok = Reply(200, {"success": True, "job_id": "j1", "status": "queued", "incidents": [], "anomalies": [], "total": 0})
     with _with_patch_and_delete(FaultServer(default=ok)) as fs, DriftlockSyncClient(base_url=fs.url) as client:
         stream = "team/a b?"
         client.streams.get_profile(stream)
@@ -500,7 +500,7 @@ def test_incidents_are_parsed_and_merged_across_chunks() -> None:
 
 def test_incidents_absent_means_none_and_empty_means_none_opened() -> None:
     with FaultServer(
-        Reply(200, {"success": True, "anomalies": []}), Reply(200, {"success": True, "incidents": []})
+        Reply(200, {"success": True, "anomalies": []}), Reply(200, {"success": True, "anomalies": [], "incidents": []})
     ) as fs:
         assert detect("sync", fs.url).incidents is None
         assert detect("sync", fs.url).incidents == ()

@@ -7,8 +7,10 @@ backoff, ``Retry-After`` and the deadline are written once and the clients diffe
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
+import logging
 import random
 import time
 import urllib.parse
@@ -16,6 +18,7 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftlock._urls import split_credentials
 from driftlock._version import __version__
 from driftlock.config import Config
 from driftlock.exceptions import (
@@ -25,6 +28,8 @@ from driftlock.exceptions import (
     DriftlockRateLimitError,
     DriftlockValidationError,
 )
+
+logger = logging.getLogger("driftlock.client")
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 USER_AGENT = f"driftlock-python/{__version__}"
@@ -141,11 +146,16 @@ def call_flow(
 ) -> Flow:
     """One API call with retries, backoff with jitter, Retry-After and one overall deadline.
 
-    Returns the decoded JSON body; raises a :class:`DriftlockError` subclass.
+    Returns the decoded JSON body; raises a :class:`DriftlockError` subclass. Credentials in the
+    base URL (``https://user:pw@host``) are sent as HTTP Basic authentication, never as part of the
+    URL, so no message, log line (ours or httpx's) or exception shows them.
     """
-    url = config.api_root + path
+    url, credentials = split_credentials(config.api_root + path)
     deadline = time.monotonic() + config.timeout if deadline is None else deadline
     headers = headers_for(config)
+    if credentials is not None:
+        token = base64.b64encode(":".join(credentials).encode()).decode("ascii")
+        headers["Authorization"] = "Basic " + token
     content = None
     if body is not None:
         content = _JSON.encode(body).encode()
@@ -159,7 +169,18 @@ def call_flow(
                 f"{method} {url} did not complete within the {config.timeout:g}s deadline (TIMEOUT setting)",
                 code="deadline_exceeded",
             )
+        started = time.monotonic()
         outcome = yield Send(method, url, headers, content, params, remaining)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.1f ms (attempt %d of %d)",
+                method,
+                url,
+                outcome.status if isinstance(outcome, Response) else type(outcome).__name__,
+                (time.monotonic() - started) * 1000,
+                attempt + 1,
+                config.max_retries + 1,
+            )
         retry_after: float | None = None
         if isinstance(outcome, Response):
             if outcome.status < 300:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from driftlock._urls import without_credentials
 from driftlock.exceptions import DriftlockConfigurationError
 
 __all__ = ["HOSTED_BASE_URL", "SPAN_KINDS", "Config"]
@@ -124,6 +125,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "api_key":
                 shown.append(f"api_key={'***' if value else None}")
+            elif f.name == "base_url" and value:
+                shown.append(f"base_url={without_credentials(value)!r}")
             elif value != f.default:
                 shown.append(f"{f.name}={value!r}")
         return f"Config({', '.join(shown)})"

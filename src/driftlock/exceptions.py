@@ -7,20 +7,27 @@
      ├── DriftlockValidationError      400/404/413/422: the request itself is wrong; retrying cannot help
      └── DriftlockNetworkError         connection refused, timeout, deadline passed
 
-Messages never contain the API key.
+The earlier SDK page's names are the same classes: ``DriftlockAPIError`` is ``DriftlockError`` and
+``RateLimitError`` is ``DriftlockRateLimitError`` (``except`` either spelling, catch the same errors).
+
+Messages never contain the API key, nor the user and password of a URL (``https://user:pw@host``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from driftlock._urls import scrub_credentials
+
 __all__ = [
+    "DriftlockAPIError",
     "DriftlockAuthenticationError",
     "DriftlockConfigurationError",
     "DriftlockError",
     "DriftlockNetworkError",
     "DriftlockRateLimitError",
     "DriftlockValidationError",
+    "RateLimitError",
 ]
 
 
@@ -36,6 +43,7 @@ class DriftlockError(Exception):
         status: int | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = scrub_credentials(message)
         super().__init__(message)
         self.message = message
         self.code = code
@@ -76,3 +84,10 @@ class DriftlockValidationError(DriftlockError):
 
 class DriftlockNetworkError(DriftlockError):
     """The API could not be reached within the deadline."""
+
+
+DriftlockAPIError = DriftlockError
+"""The earlier SDK page's name for :class:`DriftlockError` (the same class)."""
+
+RateLimitError = DriftlockRateLimitError
+"""The earlier SDK page's (and the FastAPI page's) name for :class:`DriftlockRateLimitError` (the same class)."""

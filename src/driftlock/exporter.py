@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from driftlock._urls import without_credentials
 from driftlock.alarms import DEFAULT_CONFIRMATIONS, IncidentTracker, window_for
 from driftlock.anomalies import SpanDetails, dispatch, dispatch_incident
 from driftlock.client import DriftlockSyncClient
@@ -217,7 +218,7 @@ class DriftlockSpanExporter(SpanExporter):
                 logger.warning(
                     "The Driftlock API at %s marks no incidents: alarms are counted by each process on its "
                     "own share of a stream (CONFIRMATIONS %d)",
-                    config.api_root,
+                    without_credentials(config.api_root),
                     config.confirmations or DEFAULT_CONFIRMATIONS,
                 )
             with self._streams_lock:  # SimpleSpanProcessor exports from many request threads

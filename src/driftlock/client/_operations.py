@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from driftlock import _protocol as protocol
-from driftlock.exceptions import DriftlockValidationError
+from driftlock.exceptions import DriftlockError, DriftlockValidationError
 from driftlock.models import (
     ActionResult,
     AnchorDetails,
@@ -47,11 +47,34 @@ class Operation(Generic[T]):
     params: Mapping[str, Any] | None = None
 
 
-def _mapping(parse: Callable[[Mapping[str, Any]], T]) -> Callable[[Any], T]:
+def _mapping(parse: Callable[[Mapping[str, Any]], T], what: str = "a JSON object") -> Callable[[Any], T]:
+    """A parser of an answer that must be a JSON object: anything else is a :class:`DriftlockError`
+    (a proxy's or another service's 200 must not pass for Driftlock's answer)."""
+
     def read(data: Any) -> T:
-        return parse(data if isinstance(data, Mapping) else {})
+        if not isinstance(data, Mapping):
+            raise _not_an_answer(what, data)
+        return parse(data)
 
     return read
+
+
+def _detection(data: Any) -> DetectionResult:
+    """A detect answer: a JSON object with an ``anomalies`` list (``null`` is read as empty)."""
+    anomalies = data.get("anomalies", False) if isinstance(data, Mapping) else False
+    if not (anomalies is None or isinstance(anomalies, list)):
+        raise _not_an_answer("a detection result (a JSON object with an 'anomalies' list)", data)
+    return DetectionResult.from_dict(data)
+
+
+def _not_an_answer(what: str, data: Any) -> DriftlockError:
+    shown = repr(data)
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    return DriftlockError(
+        f"Driftlock answered with HTTP 200 but not {what}: {shown}. Check that BASE_URL points at a Driftlock API.",
+        code="invalid_response",
+        status=200,
+    )
 
 
 # -- health and detection -------------------------------------------------------------------------
@@ -69,7 +92,7 @@ def demo(events: Iterable[Any], config_override: Mapping[str, Any] | None) -> Op
     body: dict[str, Any] = {"events": protocol.encode_events(events)}
     if config_override:
         body["config_override"] = dict(config_override)
-    return Operation("POST", "/v1/demo/detect", _mapping(DetectionResult.from_dict), body)
+    return Operation("POST", "/v1/demo/detect", _detection, body)
 
 
 def detect_parts(
@@ -78,7 +101,7 @@ def detect_parts(
     """The requests of one ``detect``: at most ``max_batch_size`` events each, with their offsets."""
     items = protocol.encode_events(events)
     return [
-        (offset, Operation("POST", "/v1/detect", _mapping(DetectionResult.from_dict), body))
+        (offset, Operation("POST", "/v1/detect", _detection, body))
         for offset, part in protocol.chunk(items, max_batch_size)
         for body in [protocol.detect_body(part, stream_id, config_override)]
     ]
