@@ -80,8 +80,13 @@ def encode_events(events: Iterable[Any]) -> list[Any]:
     """Check that events are a non-empty list of JSON values and wrap bare payloads."""
     if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
         raise DriftlockValidationError(
-            f"events must be a list of events, not {type(events).__name__}", code="invalid_argument"
+            f"events must be a list of events, not {type(events).__name__}{_placeholder(events)}",
+            code="invalid_argument",
         )
+    events = list(events)
+    for index, event in enumerate(events):
+        if event is Ellipsis:
+            raise DriftlockValidationError(f"event {index} is ...{_placeholder(event)}", code="invalid_argument")
     items = [to_envelope(e) for e in events]
     if not items:
         raise DriftlockValidationError("events must not be empty", code="invalid_argument")
@@ -97,6 +102,10 @@ def encode_events(events: Iterable[Any]) -> list[Any]:
                 ) from None
         raise
     return items
+
+
+def _placeholder(value: Any) -> str:
+    return " (the documentation's placeholder): pass your events" if value is Ellipsis else ""
 
 
 def chunk(items: Sequence[Any], size: int) -> list[tuple[int, Sequence[Any]]]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from driftlock.client import _operations as ops
+from driftlock.client._dataframe import Utils
 from driftlock.config import Config
 from driftlock.models import DetectionResult
 
@@ -48,6 +49,7 @@ class ClientBase:
         self.embedded = config.uses_embedded_engine
         self.config = config.replace(base_url=EMBEDDED_ROOT) if self.embedded else config
         self._closed = threading.Event()
+        self.utils = Utils()
 
     def __repr__(self) -> str:
         shown = Config.replace(self.config, base_url=None) if self.embedded else self.config
