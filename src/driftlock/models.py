@@ -36,6 +36,7 @@ __all__ = [
     "StreamTuning",
     "Thresholds",
     "TuneEvent",
+    "Verification",
     "merge_results",
     "parse_duration",
 ]
@@ -464,6 +465,20 @@ class Health:
             ok = data.get("success", False) and data.get("library_status", "healthy") == "healthy"
         version = data.get("version")
         return cls(ok=bool(ok), version=None if version is None else str(version), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """``client.verify()``: the API accepted the key.
+
+    ``api_root`` is where (without any credentials, ``"embedded"`` for the embedded engine);
+    ``restricted`` is True when the key is known but may not read anomalies (HTTP 403: a key scoped to
+    ingest or to some streams).
+    """
+
+    api_root: str
+    request_id: str | None = None
+    restricted: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ import httpx
 
 from driftlock import _protocol as protocol
 from driftlock.client import _operations as ops
-from driftlock.client._base import UNSET, ClientBase, _Unset, resolve_config
+from driftlock.client._base import UNSET, ClientBase, _Unset, installed_transport, request_for, resolve_config
 from driftlock.client._stream import MAX_BUFFERED, Stream
 from driftlock.client._sync import DriftlockSyncClient
 from driftlock.config import Config
+from driftlock.exceptions import DriftlockAuthenticationError
 from driftlock.models import (
     ActionResult,
     AnchorDetails,
@@ -38,6 +39,7 @@ from driftlock.models import (
     Readiness,
     StreamProfile,
     StreamTuning,
+    Verification,
     merge_results,
 )
 
@@ -119,6 +121,8 @@ class DriftlockClient(ClientBase):
         retry_delay: float | _Unset = UNSET,
         max_retry_delay: float | _Unset = UNSET,
         config: Config | None = None,
+        metrics: Any = False,
+        transport: Any = None,
         **options: Any,
     ) -> None:
         options.update(
@@ -129,8 +133,8 @@ class DriftlockClient(ClientBase):
             max_retry_delay=max_retry_delay,
         )
         resolved = resolve_config(api_key, config, options)
-        super().__init__(resolved)
-        self._sync = DriftlockSyncClient(resolved)
+        super().__init__(resolved, metrics=metrics, transport=transport)
+        self._sync = DriftlockSyncClient(resolved, metrics=metrics, transport=transport)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources] = weakref.WeakKeyDictionary()
         self._finalizer = weakref.finalize(self, _release, self._loops)
         self.detection = Detection(self)
@@ -161,7 +165,9 @@ class DriftlockClient(ClientBase):
         action = next(flow)
         while True:
             outcome: Any
-            if isinstance(action, protocol.Send):
+            if isinstance(action, protocol.Send) and installed_transport() is not None:
+                outcome = await _answer(installed_transport(), action)
+            elif isinstance(action, protocol.Send):
                 try:
                     reply = await (await self._client()).request(
                         action.method,
@@ -183,8 +189,8 @@ class DriftlockClient(ClientBase):
                 return stop.value
 
     async def _run(self, op: ops.Operation[T], deadline: float | None = None) -> T:
-        flow = protocol.call_flow(self.config, op.method, op.path, body=op.body, params=op.params, deadline=deadline)
-        return op.parse(await self._drive(flow))
+        result: T = await self._drive(self._flow(op, deadline))
+        return result
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -211,6 +217,13 @@ class DriftlockClient(ClientBase):
     ) -> DetectionResult:
         """The same as :meth:`detect`, blocking, for synchronous code."""
         return self._sync.detect(events, stream_id, config_override, timeout=timeout)
+
+    async def verify(self, *, timeout: float | None = None) -> Verification:
+        """Check the key cheaply; see :meth:`DriftlockSyncClient.verify`."""
+        try:
+            return self._verification(await self._run(ops.verify(), self._deadline(timeout)))
+        except DriftlockAuthenticationError as exc:
+            return self._refused(exc)
 
     async def health(self) -> Health:
         """``GET /healthz``: ``.ok``."""
@@ -282,6 +295,15 @@ class DriftlockClient(ClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+async def _answer(transport: Any, send: protocol.Send) -> Any:
+    """``send`` answered by a transport a test installed (no pool: it may change between tests)."""
+    try:
+        reply = await transport.handle_async_request(request_for(send))
+        return protocol.Response(reply.status_code, reply.headers, await reply.aread())
+    except httpx.TransportError as exc:
+        return exc
 
 
 class Detection:

@@ -84,6 +84,16 @@ def health() -> Operation[Health]:
     return Operation("GET", "/healthz", _mapping(Health.from_dict))
 
 
+def verify() -> Operation[str | None]:
+    """The cheapest call that needs the key and changes nothing: one anomaly, read (its request id kept)."""
+    return Operation("GET", "/v1/anomalies", _mapping(lambda d: _request_id(d)), params={"limit": 1})
+
+
+def _request_id(data: Mapping[str, Any]) -> str | None:
+    value = data.get("request_id")
+    return None if value is None else str(value)
+
+
 def readiness() -> Operation[Readiness]:
     return Operation("GET", "/readyz", _mapping(Readiness.from_dict))
 

@@ -14,10 +14,11 @@ import httpx
 
 from driftlock import _protocol as protocol
 from driftlock.client import _operations as ops
-from driftlock.client._base import UNSET, ClientBase, _Unset, resolve_config
+from driftlock.client._base import UNSET, ClientBase, _Unset, installed_transport, request_for, resolve_config
 from driftlock.client._monitor import monitored
 from driftlock.client._stream import MAX_BUFFERED, SyncStream
 from driftlock.config import Config
+from driftlock.exceptions import DriftlockAuthenticationError
 from driftlock.models import (
     ActionResult,
     AnchorDetails,
@@ -32,6 +33,7 @@ from driftlock.models import (
     Readiness,
     StreamProfile,
     StreamTuning,
+    Verification,
     merge_results,
 )
 
@@ -86,6 +88,8 @@ class DriftlockSyncClient(ClientBase):
         retry_delay: float | _Unset = UNSET,
         max_retry_delay: float | _Unset = UNSET,
         config: Config | None = None,
+        metrics: Any = False,
+        transport: Any = None,
         **options: Any,
     ) -> None:
         options.update(
@@ -95,7 +99,7 @@ class DriftlockSyncClient(ClientBase):
             retry_delay=retry_delay,
             max_retry_delay=max_retry_delay,
         )
-        super().__init__(resolve_config(api_key, config, options))
+        super().__init__(resolve_config(api_key, config, options), metrics=metrics, transport=transport)
         self._pid = os.getpid()
         self._resources = _Resources()
         self._finalizer = weakref.finalize(self, self._resources.close)
@@ -121,7 +125,9 @@ class DriftlockSyncClient(ClientBase):
         action = next(flow)
         while True:
             outcome: Any
-            if isinstance(action, protocol.Send):
+            if isinstance(action, protocol.Send) and installed_transport() is not None:
+                outcome = _answer(installed_transport(), action)
+            elif isinstance(action, protocol.Send):
                 try:
                     reply = self._client().request(
                         action.method,
@@ -142,8 +148,8 @@ class DriftlockSyncClient(ClientBase):
                 return stop.value
 
     def _run(self, op: ops.Operation[T], deadline: float | None = None) -> T:
-        flow = protocol.call_flow(self.config, op.method, op.path, body=op.body, params=op.params, deadline=deadline)
-        return op.parse(self._drive(flow))
+        result: T = self._drive(self._flow(op, deadline))
+        return result
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -162,6 +168,18 @@ class DriftlockSyncClient(ClientBase):
         deadline = self._deadline(timeout)
         parts = self._detect_parts(events, stream_id, config_override)
         return merge_results([(offset, self._run(op, deadline)) for offset, op in parts])
+
+    def verify(self, *, timeout: float | None = None) -> Verification:
+        """Check the key cheaply (at start-up, say): one authenticated read, nothing sent or stored.
+
+        Returns a :class:`~driftlock.models.Verification` (``restricted`` for a key that may only ingest);
+        raises :class:`~driftlock.exceptions.DriftlockAuthenticationError` when the key is refused,
+        :class:`~driftlock.exceptions.DriftlockNetworkError` when the API cannot be reached.
+        """
+        try:
+            return self._verification(self._run(ops.verify(), self._deadline(timeout)))
+        except DriftlockAuthenticationError as exc:
+            return self._refused(exc)
 
     def health(self) -> Health:
         """``GET /healthz``: ``.ok``."""
@@ -219,6 +237,15 @@ class DriftlockSyncClient(ClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _answer(transport: Any, send: protocol.Send) -> Any:
+    """``send`` answered by a transport a test installed (no pool: it may change between tests)."""
+    try:
+        reply = transport.handle_request(request_for(send))
+        return protocol.Response(reply.status_code, reply.headers, reply.read())
+    except httpx.TransportError as exc:
+        return exc
 
 
 class SyncDetection:
