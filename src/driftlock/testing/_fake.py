@@ -273,6 +273,7 @@ class FakeDriftlock:
             return self._detect(body, demo=path == "/v1/demo/detect")
         if parts[:2] in (["v1", "anomalies"], ["v1", "incidents"]):
             kind = parts[1]
+            one = "anomaly" if kind == "anomalies" else "incident"
             with self._lock:
                 store = self._state.anomalies if kind == "anomalies" else self._state.incidents
                 if method == "GET" and len(parts) == 2:
@@ -282,11 +283,11 @@ class FakeDriftlock:
                     return 200, found
                 if found is not None and method == "POST" and parts[3:] == ["feedback"] and isinstance(body, dict):
                     self._state.feedback.append(
-                        Feedback(kind[:-1], parts[2], str(body.get("feedback_type")), body.get("reason"))
+                        Feedback(one, parts[2], str(body.get("feedback_type")), body.get("reason"))
                     )
                     return 200, {"success": True, "message": "Feedback recorded"}
             if len(parts) > 2:
-                return 404, _error("not_found", f"no {kind[:-1]} {parts[2]!r}")
+                return 404, _error("not_found", f"no {one} {parts[2]!r}")
         return 404, _error("not_found", f"driftlock.testing.FakeDriftlock does not answer {method} {path}")
 
     def _detect(self, body: Any, *, demo: bool) -> tuple[int, Any]:

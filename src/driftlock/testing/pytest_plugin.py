@@ -1,6 +1,7 @@
-"""The pytest plugin of :mod:`driftlock.testing` (registered through the ``pytest11`` entry point).
+"""The pytest plugin of :mod:`driftlock.testing`, registered through the ``pytest11`` entry point.
 
-It only defines fixtures; nothing is imported from driftlock until a test asks for one.
+It defines the ``driftlock_fake`` fixture and nothing else: no hook, no option, nothing changed for a
+test that does not ask for it. Disable it with ``-p no:driftlock``.
 """
 
 from __future__ import annotations
