@@ -74,7 +74,10 @@ class DriftlockSyncClient(ClientBase):
     ``max_batch_size``, ``config_override`` ...) as a keyword too, or a resolved ``Config``. With no
     API key and no base URL, the embedded engine answers in process.
 
-    Namespaces: ``detection`` (demo), ``anomalies``, ``streams`` (profiles, tuning, anchors), ``incidents``.
+    Namespaces: ``detection`` (demo), ``anomalies``, ``streams`` (profiles, tuning, anchors), ``incidents``,
+    ``utils`` (``from_dataframe``). ``metrics=True`` (or a ``CollectorRegistry``) counts calls, errors,
+    retries and durations in Prometheus; ``transport=`` (an httpx transport, such as
+    ``driftlock.testing.FakeDriftlock().transport``) answers the requests instead of the network.
     Use it as a context manager or call ``close()``; one left open is closed when collected or at exit.
     """
 
