@@ -106,9 +106,10 @@ class DriftlockClient(ClientBase):
     resolved ``Config``. With no API key and no base URL, the embedded engine answers in process.
 
     Namespaces: ``detection`` (demo), ``anomalies``, ``streams`` (profiles, tuning, anchors), ``incidents``,
-    ``utils``; ``metrics=`` and ``transport=`` as on :class:`DriftlockSyncClient`. ``async with`` or ``await aclose()`` closes it; one left open is closed when its event loop shuts
-    down. Async-safe; usable from several event loops (one pool each). ``detect_sync`` and
-    ``monitor`` use a thread-safe synchronous pool, closed by ``close()``/``aclose()`` or at exit.
+    ``utils``; ``metrics=`` and ``transport=`` as on :class:`DriftlockSyncClient`. ``async with`` or
+    ``await aclose()`` closes it; one left open is closed when its event loop shuts down. Async-safe;
+    usable from several event loops (one pool each). ``detect_sync`` and ``monitor`` use a thread-safe
+    synchronous pool, closed by ``close()``/``aclose()`` or at exit.
     """
 
     def __init__(
