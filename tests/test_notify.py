@@ -510,3 +510,25 @@ def test_driftlock_serve_refuses_a_bad_webhook_url(capsys: pytest.CaptureFixture
 
     assert main(["serve", "--port", "0", "--db", ":memory:", "--notify", "ftp://example.com/hook"]) == 2
     assert "webhook URL must be http:// or https://" in capsys.readouterr().err
+
+
+class BrokenStore(Store):
+    def get_anomaly(self, anomaly_id: str) -> dict[str, Any] | None:
+        raise OSError("database is locked")
+
+    def broken_list(self) -> list[Webhook]:
+        raise OSError("database is locked")
+
+
+def test_an_unreadable_store_costs_only_what_needs_it(stopping: list[Notifier]) -> None:
+    store = BrokenStore()
+    with Receiver() as receiver:
+        notifier = Notifier([receiver.url], SECRET, store=store).start()
+        stopping.append(notifier)
+        notifier("opened", incident(store=store))  # the anomaly cannot be read: incident.opened still goes
+        wait_for(lambda: notifier.stats()["sent"] == 1, message="incident.opened")
+        store.webhooks.list_webhooks = store.broken_list  # type: ignore[method-assign]
+        notifier("resolved", incident("resolved", store=store))  # the stored webhooks cannot be read
+        wait_for(lambda: notifier.stats()["sent"] == 2, message="incident.resolved to the --notify webhook")
+        assert [r.type for r in receiver.received] == ["incident.opened", "incident.resolved"]
+        assert notifier.stats()["failed"] == 1

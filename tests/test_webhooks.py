@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,11 @@ from markdown_it import MarkdownIt
 
 from driftlock.server.notify import Notifier
 from driftlock.service.exports import render
+from driftlock.service.postgres import PostgresStore
+from driftlock.service.sqlite import SqliteStore
+from driftlock.service.store import MemoryStore
+from driftlock.service.webhooks import MAX_WEBHOOKS, Webhook
+from tests.postgres import postgres_fixture
 from tests.support import clean_env, running_server, wait_for
 from tests.test_console import KEY, csrf_of, seed_scenario, signed_in
 from tests.test_notify import Store, incident
@@ -319,3 +325,48 @@ def test_the_markdown_export_keeps_client_strings_inside_code() -> None:
     assert any(t.type == "fence" and "<b>bold</b>" in t.content for t in flat)  # the event's own fence holds
     headings = [t.content for t in flat if t.type == "inline" and "Anomaly" in t.content]
     assert headings == ["Anomaly a1"]
+
+
+# -- the webhooks table, the same over every store --------------------------------------------------------------------
+
+postgres_server = postgres_fixture(scope="module", name="postgres_server")
+
+
+def stores(kind: str, tmp_path: Path, postgres_server: Any) -> list[Any]:
+    """Two handles on one store (two processes' view), opened at once (replicas starting together)."""
+    if kind == "memory":
+        only = MemoryStore()
+        return [only, only]
+    if kind == "sqlite":
+        return [SqliteStore(tmp_path / "shared.sqlite3"), SqliteStore(tmp_path / "shared.sqlite3")]
+    dsn = postgres_server.new_database("webhooks_table")
+    with ThreadPoolExecutor(2) as pool:  # two replicas create the table at the same moment
+        return list(pool.map(lambda _: PostgresStore(dsn), range(2)))
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_every_store_keeps_webhooks_for_every_process(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("postgres_server") if kind == "postgres" else None
+    one, two = stores(kind, tmp_path, server)
+    try:
+        hook = Webhook.new("http://127.0.0.1:9/hook", "s3cret", ["incident.resolved", "anomaly.detected"])
+        assert hook.events == ("anomaly.detected", "incident.resolved") and "s3cret" not in repr(hook)
+        one.webhooks.add_webhook(hook)
+        (seen,) = two.webhooks.list_webhooks()
+        assert seen == hook
+        two.webhooks.record_result(hook.id, "incident.resolved: HTTP 200 in 3 ms", 1234.5)
+        (seen,) = one.webhooks.list_webhooks()
+        assert (seen.last_result, seen.last_result_at) == ("incident.resolved: HTTP 200 in 3 ms", 1234.5)
+        for n in range(MAX_WEBHOOKS - 1):
+            two.webhooks.add_webhook(Webhook.new(f"http://127.0.0.1:9/{n}", "", ["incident.opened"]))
+        with pytest.raises(ValueError, match=f"at most {MAX_WEBHOOKS} webhooks"):
+            one.webhooks.add_webhook(Webhook.new("http://127.0.0.1:9/over", "", ["incident.opened"]))
+        assert one.webhooks.delete_webhook(hook.id) and not two.webhooks.delete_webhook(hook.id)
+        assert len(two.webhooks.list_webhooks()) == MAX_WEBHOOKS - 1
+        with pytest.raises(ValueError, match="unknown webhook event 'pings'"):
+            Webhook.new("http://127.0.0.1:9/hook", "", ["pings"])
+    finally:
+        for store in {id(s): s for s in (one, two)}.values():
+            store.close()

@@ -306,9 +306,18 @@ class Notifier:
         stored = self.store.webhooks.list_webhooks() if self.store is not None else []
         return [*self._flag_targets, *(from_webhook(w) for w in stored)]
 
+    def _reachable_targets(self) -> list[Target]:
+        """:meth:`targets`, or only the ``--notify`` ones while the store cannot be read (counted as failed)."""
+        try:
+            return self.targets()
+        except Exception as exc:
+            self._count("failed")
+            logger.warning("webhooks: the store cannot be read (%s); sending to --notify webhooks only", exc)
+            return list(self._flag_targets)
+
     def _prepare(self, kind: str, incident: dict[str, Any]) -> list[_Delivery]:
         """The deliveries of one incident change (on a worker thread: it reads the store)."""
-        chosen = [(t, e) for t in self.targets() for e in KIND_EVENTS[kind] if e in t.events]
+        chosen = [(t, e) for t in self._reachable_targets() for e in KIND_EVENTS[kind] if e in t.events]
         if not chosen:
             return []
         anomaly = None
@@ -344,9 +353,13 @@ class Notifier:
     def _opening_anomaly(self, incident: Mapping[str, Any]) -> dict[str, Any] | None:
         if self.store is None:
             return None
-        row = self.store.get_incident(str(incident.get("id")))
-        opened_by = row.get("opened_by") if row else None
-        return self.store.get_anomaly(str(opened_by)) if opened_by else None
+        try:
+            row = self.store.get_incident(str(incident.get("id")))
+            opened_by = row.get("opened_by") if row else None
+            return self.store.get_anomaly(str(opened_by)) if opened_by else None
+        except Exception as exc:  # the store is busy or down: the incident events still go
+            logger.warning("webhooks: the opening anomaly of incident %s cannot be read: %s", incident.get("id"), exc)
+            return None
 
     # -- sending ------------------------------------------------------------------------------------------
 
