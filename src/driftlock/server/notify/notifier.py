@@ -38,7 +38,7 @@ from driftlock.server.notify.signing import (
     sign_timestamped,
 )
 from driftlock.server.notify.slack import slack_payload
-from driftlock.server.notify.targets import Target, check_url, from_flag, from_webhook, redacted
+from driftlock.server.notify.targets import Target, check_url, from_flag, from_webhook, redacted, shown_url
 from driftlock.service.webhooks import EVENT_TYPES, Webhook, WebhookStore, check_events
 
 __all__ = ["KIND_EVENTS", "Configured", "Notifier", "NotifierStore"]
@@ -102,16 +102,6 @@ class _Sender:
     queue: asyncio.Queue[_Delivery]
     task: asyncio.Task[None] | None = None
     current: _Delivery | None = None
-
-
-def shown_url(url: str) -> str:
-    """A webhook URL as the console shows it: scheme, host and path; no query; Slack's path hidden."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.hostname == "hooks.slack.com":
-        return redacted(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class Notifier:

@@ -18,7 +18,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["anomaly_detected", "event_id", "incident_event", "now_iso", "test_event"]
+__all__ = [
+    "anomaly_detected",
+    "event_id",
+    "incident_event",
+    "incident_link",
+    "now_iso",
+    "sample_anomaly",
+    "sample_incident",
+    "test_event",
+]
 
 
 def event_id() -> str:
@@ -124,13 +133,12 @@ def sample_anomaly() -> dict[str, Any]:
     }
 
 
-def test_event(event_type: str, *, console_url: str | None = None) -> dict[str, Any]:
-    """A made-up event of ``event_type``, marked ``"test": true``."""
+def test_event(event_type: str) -> dict[str, Any]:
+    """A made-up event of ``event_type``, marked ``"test": true`` (it links nowhere)."""
     incident = sample_incident("resolved" if event_type == "incident.resolved" else "open")
     if event_type == "anomaly.detected":
         payload = anomaly_detected(sample_anomaly(), incident, eid=event_id(), created_at=now_iso())
     else:
         payload = incident_event(event_type, incident, eid=event_id(), created_at=now_iso())
     payload["test"] = True
-    del console_url  # a test event links nowhere
     return payload

@@ -13,7 +13,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from driftlock.service.webhooks import Webhook, check_events
 
-__all__ = ["FLAG_EVENTS", "SLACK_EVENTS", "Target", "check_url", "from_flag", "from_webhook", "is_slack", "redacted"]
+__all__ = [
+    "FLAG_EVENTS",
+    "SLACK_EVENTS",
+    "Target",
+    "check_url",
+    "from_flag",
+    "from_webhook",
+    "is_slack",
+    "redacted",
+    "shown_url",
+]
 
 FLAG_EVENTS = ("anomaly.detected", "incident.opened", "incident.resolved")
 SLACK_EVENTS = ("incident.opened", "incident.resolved")
@@ -46,6 +56,15 @@ def redacted(url: str) -> str:
     """Webhook URLs may carry a credential in their path (Slack): logs show only scheme and host."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as the console shows it: scheme, host and path; no credentials, no query; Slack's path
+    (its credential) hidden."""
+    parts = urlsplit(url)
+    if parts.hostname == "hooks.slack.com":
+        return redacted(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def check_url(url: str) -> str:
