@@ -5,11 +5,11 @@ notifier's own thread, which runs an event loop: a dispatcher reads the webhooks
 and the store's, so every replica sends to those configured on any of them), builds each event's body once,
 and puts a delivery on each selecting webhook's bounded queue; each webhook has its own sender, so a slow
 receiver delays only its own deliveries. Every attempt runs under one overall deadline (``timeout``: connect,
-send and the whole answer), so a receiver that trickles its answer cannot hold its queue. Answers 408, 425,
-429 and 5xx, timeouts and connection errors are retried up to ``max_retries`` times with exponential backoff
-and jitter (``Retry-After`` wins, seconds or an HTTP date, capped by ``max_backoff``); other answers,
-redirects included, fail at once. ``driftlock_notifications_*`` in ``/metrics`` count what was sent,
-retried, failed and dropped.
+send and the whole answer), so a receiver that trickles its answer cannot hold its queue. As the webhooks page
+says, a non-2xx answer (redirects included: they are not followed), a timeout or a connection error is retried
+up to ``max_retries`` (5) times with exponential backoff and jitter (``Retry-After`` wins, seconds or an HTTP
+date, capped by ``max_backoff``). ``driftlock_notifications_*`` in ``/metrics`` count what was sent, retried,
+failed and dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ __all__ = ["KIND_EVENTS", "Configured", "Notifier", "NotifierStore"]
 
 logger = logging.getLogger("driftlock.server.notify")
 
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 KIND_EVENTS: Mapping[str, tuple[str, ...]] = {
     "opened": ("anomaly.detected", "incident.opened"),
     "updated": ("incident.updated",),
@@ -428,15 +427,14 @@ class Notifier:
             return _Outcome(False, True, f"no complete answer within {self.timeout:g}s")
         except httpx.TransportError as exc:
             return _Outcome(False, True, f"{type(exc).__name__} (could not deliver)")
-        except httpx.HTTPError as exc:
+        except httpx.HTTPError as exc:  # the URL itself cannot be sent to: retrying will not help
             return _Outcome(False, False, type(exc).__name__)
         took = f"{(time.monotonic() - started) * 1000:.0f} ms"
         status = response.status_code
         if 200 <= status < 300:
             return _Outcome(True, False, f"HTTP {status} in {took}")
-        retry = status in RETRY_STATUSES
-        wait = retry_after_seconds(response.headers.get("retry-after")) if retry else None
-        return _Outcome(False, retry, f"HTTP {status} in {took}", wait)
+        wait = retry_after_seconds(response.headers.get("retry-after"))
+        return _Outcome(False, True, f"HTTP {status} in {took}", wait)
 
     async def _record(self, key: str, result: str) -> None:
         if self.store is None:
