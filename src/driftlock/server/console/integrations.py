@@ -1,7 +1,7 @@
 """The console's Integrations page: the webhooks of this server, added, deleted and tested from the browser.
 
 Webhooks added here are kept in the store, so every process and replica over it sends to them; those given
-with ``--notify`` are listed too, read-only. A secret is shown once, never again (the page says only whether
+with ``--notify`` are listed too, read-only. A secret is never shown back (the page says only whether
 a webhook signs). "Send test webhook" sends one made-up event of the webhook's first selected type, now, and
 the page shows what the receiver answered.
 """
