@@ -105,12 +105,10 @@ def build_app(settings: ServeSettings) -> Starlette:
     from driftlock.server.app import create_app
     from driftlock.server.notify import Notifier
 
-    notifier = None
-    if settings.notify:
-        notifier = Notifier(settings.notify, settings.webhook_secret, console_url=settings.url)
-    return create_app(
-        build_service(settings.db), api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier
-    )
+    service = build_service(settings.db)
+    # the --notify webhooks and the console's (in the store, shared by every process)
+    notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
+    return create_app(service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier)
 
 
 HTTP_PROTOCOL = "driftlock.server:EnvelopeHTTPProtocol"

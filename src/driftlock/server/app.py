@@ -108,9 +108,10 @@ def create_app(
     keys = [k.encode() for k in api_keys]
     metrics = Metrics(lambda: service.totals)
     service.add_listener(metrics.on_incident)
-    if notifier is not None:
-        service.add_listener(notifier)
-        metrics.add_notifier(notifier.stats)
+    if notifier is None:  # the console's webhooks (server/notify)
+        notifier = Notifier(store=service.store)
+    service.add_listener(notifier)
+    metrics.add_notifier(notifier.stats)
     kinds = tuple(span_kinds)
     api = Api(service, limiter=demo_limiter)
     pid = {"X-Driftlock-Pid": str(os.getpid())}  # which worker answered (driftlock serve --workers N)
@@ -235,7 +236,11 @@ def create_app(
         return _error(request, ApiError(500, message), request_id=request_id)
 
     routes += console_routes(
-        service, api_keys=api_keys, secret=console_secret or secrets.token_bytes(32), metrics=metrics
+        service,
+        api_keys=api_keys,
+        secret=console_secret or secrets.token_bytes(32),
+        metrics=metrics,
+        webhooks=notifier,
     )
 
     @asynccontextmanager

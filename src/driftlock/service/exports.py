@@ -16,6 +16,7 @@ import base64
 import hashlib
 import html
 import json
+import re
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,24 @@ _FIELDS = (
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+    return "" if value is None else _code(value).replace("|", "\\|")
+
+
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in re.findall("`+", text)), default=0)
+
+
+def _code(value: Any) -> str:
+    """Inline code that nothing in ``value`` can end (a client's stream id, a reason): no link, no HTML."""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    fence = "`" * (_longest_backticks(text) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _fenced(text: str, info: str = "") -> list[str]:
+    """A fenced code block that no line of ``text`` can close."""
+    fence = "`" * max(3, _longest_backticks(text) + 1)
+    return [fence + info, text, fence]
 
 
 def _markdown(doc: Mapping[str, Any]) -> str:
@@ -128,16 +146,17 @@ def _markdown(doc: Mapping[str, Any]) -> str:
         f"Exported at {doc['exported_at']}: {doc['anomaly_count']} anomaly(ies).",
     ]
     if doc["missing"]:
-        lines += ["", f"Not found: {', '.join(doc['missing'])}"]
+        lines += ["", f"Not found: {', '.join(_code(m) for m in doc['missing'])}"]
     for a in doc["anomalies"]:
         lines += ["", f"## Anomaly {a['id']}", "", "| Field | Value |", "|---|---|"]
         lines += [f"| {label} | {_cell(a.get(key))} |" for label, key in _FIELDS]
-        lines += ["", "### Why", "", str(a.get("why") or a.get("explanation") or ""), "", "### Event", ""]
-        lines += ["```json", json.dumps(a.get("event"), indent=2, default=str), "```"]
+        lines += ["", "### Why", "", *_fenced(str(a.get("why") or a.get("explanation") or ""), "text")]
+        lines += ["", "### Event", "", *_fenced(json.dumps(a.get("event"), indent=2, default=str), "json")]
         if a.get("feedback"):
             lines += ["", "### Feedback", ""]
             lines += [
-                f"- {f.get('created_at')}: {f.get('feedback_type')} {f.get('reason') or ''}" for f in a["feedback"]
+                f"- {_code(f.get('created_at'))}: {_code(f.get('feedback_type'))} {_code(f.get('reason') or '')}"
+                for f in a["feedback"]
             ]
     return "\n".join(lines) + "\n"
 

@@ -41,6 +41,7 @@ from driftlock.service.store import (
     StreamSession,
     stream_summary,
 )
+from driftlock.service.webhooks import SqlWebhooks
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "is_postgres_url", "lock_key"]
 
@@ -194,6 +195,8 @@ class PostgresStore:
         self._threads = [threading.Lock() for _ in range(THREAD_SLOTS)]
         try:
             self._migrate()
+            # the console's webhooks (service/webhooks.py), created under the migration lock
+            self.webhooks = SqlWebhooks(self._connection, "%s", (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",))
         except BaseException:
             self._pool.close()
             raise

@@ -32,6 +32,7 @@ from driftlock.service.store import (
     StreamSession,
     stream_summary,
 )
+from driftlock.service.webhooks import SqlWebhooks
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -145,6 +146,12 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._locks = StreamLocks(self.path + ".locks")
         self._migrate()
+        self.webhooks = SqlWebhooks(self._webhook_connection, "?")  # the console's webhooks (service/webhooks.py)
+
+    @contextmanager
+    def _webhook_connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
 
     def _migrate(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
 from driftlock.service.incidents import IncidentState
 from driftlock.service.shapes import iso
+from driftlock.service.webhooks import MemoryWebhooks, WebhookStore
 
 __all__ = [
     "AnomalyFilter",
@@ -117,6 +118,8 @@ class Store(Protocol):
     def timeline(self, stream_id: str, since: float) -> tuple[list[tuple[int, int]], list[tuple[Any, ...]]]: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...  # the console's webhooks (service/webhooks.py)
 
 
 def stream_summary(record: StreamRecord) -> dict[str, Any]:
@@ -240,6 +243,7 @@ class MemoryStore:
         self._minutes: dict[str, dict[int, int]] = {}
         self._lock = threading.Lock()
         self._stream_locks: dict[str, threading.Lock] = {}
+        self.webhooks = MemoryWebhooks()
 
     @contextmanager
     def session(self, stream_id: str, cached: StreamRecord | None = None) -> Iterator[StreamSession]:

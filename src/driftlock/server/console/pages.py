@@ -26,6 +26,7 @@ from driftlock.server.console.auth import (
     loopback_host,
     same_origin,
 )
+from driftlock.server.console.integrations import WebhookConsole, integration_routes
 from driftlock.server.metrics import Metrics
 
 __all__ = ["ConsoleService", "console_routes"]
@@ -179,6 +180,7 @@ def console_routes(
     secret: bytes,
     metrics: Metrics | None = None,
     session_max_age: int = 12 * 3600,
+    webhooks: WebhookConsole | None = None,
 ) -> list[BaseRoute]:
     """The console's routes, to mount at ``/`` beside the API's (``/v1``, ``/api``, ``/healthz``, ...).
 
@@ -186,6 +188,7 @@ def console_routes(
     without, the server is loopback-only and so is the console (the ``Host`` must be a loopback name).
     ``secret`` signs session cookies and CSRF tokens (32 random bytes per process is fine: a restart signs
     everyone out). ``metrics`` (a :class:`~driftlock.server.metrics.Metrics`) counts refused sign-ins.
+    ``webhooks`` (the notifier) adds the Integrations page (:mod:`~driftlock.server.console.integrations`).
     """
     signer = SessionSigner(api_keys, secret, max_age=session_max_age)
     limiter = SignInLimiter()
@@ -449,7 +452,7 @@ def console_routes(
         await run_in_threadpool(service.mute_stream, stream_id, minutes * 60)
         return _local_path(form.get("next"), f"/streams/{quote(stream_id, safe='/')}")
 
-    return [
+    routes: list[BaseRoute] = [
         Route("/", page(streams_page), methods=["GET"], name="console:streams"),
         Route("/sign-in", sign_in_page, methods=["GET"]),
         Route("/sign-in", sign_in, methods=["POST"]),
@@ -462,6 +465,9 @@ def console_routes(
         Route("/streams/{stream_id:path}", page(stream_page), methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("driftlock.server.console", "static")]), name="console:static"),
     ]
+    if webhooks is not None:
+        routes += integration_routes(webhooks, page=page, action=action, render=render, refused=_Refused)
+    return routes
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
