@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from driftlock.cli import _output, _settings
 from driftlock.cli._settings import CliError
 from driftlock.exceptions import DriftlockError
+from driftlock.logs import FORMATS, LogFormatError, line_to_event
 
 __all__ = ["add_detect", "add_history"]
 
@@ -17,10 +18,19 @@ HISTORY_MAX = 100
 """The API lists at most this many anomalies per call."""
 
 
-def read_events(handle: TextIO, name: str) -> list[Any]:
-    """JSON lines, or one JSON array; blank lines are skipped. Errors name the file and the line."""
+def read_events(handle: TextIO, name: str, fmt: str = "json") -> list[Any]:
+    """JSON lines, or one JSON array; or log lines in ``fmt``. Blank lines are skipped; errors name the
+    file and the line."""
     text = handle.read()
-    if text.lstrip().startswith("["):
+    if fmt != "json":
+        events = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    events.append(line_to_event(line, fmt))
+                except LogFormatError as exc:
+                    raise CliError(f"{name} line {number}: {exc}: {line.strip()[:120]!r}") from None
+    elif text.lstrip().startswith("["):
         try:
             events = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -58,10 +68,10 @@ def _events(args: argparse.Namespace) -> list[Any]:
         return value if isinstance(value, list) and value else [value]
     name = args.file if args.file is not None else args.path
     if name == "-":
-        return read_events(sys.stdin, "stdin")
+        return read_events(sys.stdin, "stdin", args.format)
     try:
-        with open(name, encoding="utf-8") as handle:
-            return read_events(handle, name)
+        with open(name, encoding="utf-8", errors="replace" if args.format != "json" else "strict") as handle:
+            return read_events(handle, name, args.format)
     except OSError as exc:
         raise CliError(f"cannot read {name}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -142,6 +152,13 @@ def add_detect(commands: Any) -> None:
     detect.add_argument("--json", default=None, metavar="JSON", help="one event (or a JSON array of events)")
     detect.add_argument(
         "--file", default=None, metavar="FILE", help="events as JSON lines or one JSON array; - for stdin"
+    )
+    detect.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default="json",
+        help="what the file holds: json (events), or log lines as `driftlock stream --format` reads them "
+        "(default: %(default)s)",
     )
     detect.add_argument(
         "--fail-on-anomaly", action="store_true", help="exit with status 1 when an anomaly is found (for CI)"

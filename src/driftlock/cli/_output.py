@@ -80,19 +80,27 @@ def detection_text(result: DetectionResult) -> str:
                     "[ANOMALY DETECTED]",
                     f"Confidence: {_figure(anomaly.confidence)}",
                     f"Why: {anomaly.why or '-'}",
-                    f"Event {anomaly.index}: {json.dumps(anomaly.event, sort_keys=True)[:200]}",
+                    f"Event {anomaly.index}: {json.dumps(_body(anomaly.event), sort_keys=True)[:200]}",
                 ]
             )
         )
     blocks += [incident_text(i) for i in result.incidents or ()]
     if not result.anomalies:
         stream = f" (stream {result.stream_id})" if result.stream_id else ""
-        blocks.append(f"No anomalies in {result.total_events} event{'s' * (result.total_events != 1)}{stream}.")
+        line = f"No anomalies in {result.total_events} event{'s' * (result.total_events != 1)}{stream}."
         calibration = result.calibration
         if calibration is not None and not calibration.detection_ready and calibration.message:
             seen = f" ({calibration.events_ingested} so far)" if calibration.events_ingested is not None else ""
-            blocks.append(f"Calibrating: {calibration.message}{seen}")
+            line += f"\nCalibrating: {calibration.message}{seen}"
+        blocks.append(line)
     return "\n\n".join(blocks)
+
+
+def _body(event: Any) -> Any:
+    """What was sent: the body of an envelope the CLI made from a bare event."""
+    if isinstance(event, dict) and set(event) == {"body"}:
+        return event["body"]
+    return event
 
 
 def history_text(anomalies: tuple[Anomaly, ...], stream_id: str | None) -> str:
