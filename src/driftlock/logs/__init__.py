@@ -45,7 +45,7 @@ def _json(line: str, service: str) -> Any:
 
 
 def _access(line: str, service: str) -> dict[str, Any]:
-    if line.lstrip().startswith("{"):
+    if line.lstrip().startswith(("{", "[")):
         return access_event(parse_access_json(loads_record(line)), service=service)
     return access_event(parse_access_line(line), service=service)
 
