@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO, Final
@@ -31,6 +32,8 @@ __all__ = ["add_stream"]
 
 MAX_LINE: Final = 64 * 1024
 """Longer lines are skipped (and counted), read in pieces of this size: never held whole."""
+ERROR_INTERVAL: Final = 10.0
+"""Seconds between two reports of one kind of send error."""
 SHOWN_ERRORS: Final = 10
 """Unreadable lines reported one by one; after these they are only counted."""
 
@@ -64,13 +67,13 @@ def _lines(source: BinaryIO) -> Any:
 
 
 class _Printer:
-    """Incidents to stdout as they open and resolve; send errors to stderr, at most one a kind in a row."""
+    """Incidents to stdout as they open and resolve; send errors to stderr."""
 
     def __init__(self, output: str, counts: _Counts) -> None:
         self.output = output
         self.counts = counts
         self._lock = threading.Lock()
-        self._last_error = ""
+        self._reported: dict[str, float] = {}
 
     def batch(self, result: DetectionResult) -> None:
         for incident in result.incidents or ():
@@ -84,12 +87,15 @@ class _Printer:
                     print(_output.incident_text(incident), flush=True)
 
     def error(self, error: BaseException) -> None:
+        """Each kind of error (its code) printed at most once every ERROR_INTERVAL seconds: a full buffer
+        reports every push, and a down API every flush."""
+        kind = getattr(error, "code", None) or type(error).__name__
+        now = time.monotonic()
         with self._lock:
             self.counts.errors += 1
-            text = str(error)
-            if text != self._last_error:
-                print(f"driftlock stream: {text}", file=sys.stderr, flush=True)
-            self._last_error = text
+            if now - self._reported.get(kind, -ERROR_INTERVAL) >= ERROR_INTERVAL:
+                self._reported[kind] = now
+                print(f"driftlock stream: {error}", file=sys.stderr, flush=True)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
