@@ -8,8 +8,8 @@ a developer machine, failed in CI (CI=true), where ``.ci/run`` installs them.
 
 from __future__ import annotations
 
+import json
 import os
-import queue
 import random
 import re
 import shutil
@@ -18,14 +18,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import ServerProcess, clean_env, wait_for
+from tests.support import ServerProcess, clean_env, running_server, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -155,28 +155,181 @@ BROWSERS = (
 WORDS = ("shoes", "red shirt", "socks", "hat", "blue jeans", "jacket", "scarf", "gloves", "boots", "belt")
 
 
-def ordinary_traffic(url: str, requests: int, seed: int) -> int:
-    """Shoppers in sessions: the home page and its assets, items, searches, a cart. Returns requests sent."""
+def _session(rng: random.Random) -> list[tuple[str, str, dict[str, str]]]:
+    """One shopper's visit: the home page and its assets, then items, searches, listings, a cart."""
+    agent = {"User-Agent": rng.choice(BROWSERS)}
+    requests = [("GET", path, agent) for path in ("/", "/static/app.css", "/static/app.js", "/static/logo.png")]
+    for _ in range(rng.randint(1, 6)):
+        choice = rng.random()
+        if choice < 0.5:
+            requests.append(("GET", f"/api/items/{rng.randint(1, 5000)}", agent))
+        elif choice < 0.75:
+            requests.append(("GET", "/search?q=" + rng.choice(WORDS).replace(" ", "+"), agent))
+        elif choice < 0.9:
+            requests.append(("GET", f"/api/items?page={rng.randint(1, 20)}", agent))
+        else:
+            requests.append(("POST", "/api/cart", agent))
+    return requests
+
+
+def ordinary_traffic(url: str, requests: int, seed: int, visitors: int = 8) -> int:
+    """Shoppers in sessions, ``visitors`` at a time, their requests interleaved as a busy site logs
+    them (deterministic for a seed). Returns the requests sent."""
     rng = random.Random(seed)
-    sent = 0
+    sessions = [_session(rng) for _ in range(visitors)]
     with httpx.Client(base_url=url, timeout=10) as client:
-        while sent < requests:
-            agent = {"User-Agent": rng.choice(BROWSERS)}
-            paths = ["/", "/static/app.css", "/static/app.js", "/static/logo.png"]
-            for _ in range(rng.randint(1, 6)):
-                choice = rng.random()
-                if choice < 0.5:
-                    paths.append(f"/api/items/{rng.randint(1, 5000)}")
-                elif choice < 0.75:
-                    paths.append("/search?q=" + rng.choice(WORDS).replace(" ", "+"))
-                elif choice < 0.9:
-                    paths.append(f"/api/items?page={rng.randint(1, 20)}")
-                else:
-                    paths.append("POST /api/cart")
-            for path in paths:
-                if path.startswith("POST "):
-                    client.post(path[5:], json={"item": rng.randint(1, 5000)}, headers=agent)
-                else:
-                    client.get(path, headers=agent)
-                sent += 1
-    return sent
+        for _ in range(requests):
+            i = rng.randrange(visitors)
+            method, path, headers = sessions[i].pop(0)
+            if not sessions[i]:
+                sessions[i] = _session(rng)
+            if method == "POST":
+                client.post(path, json={"item": rng.randint(1, 5000)}, headers=headers)
+            else:
+                client.get(path, headers=headers)
+    return requests
+
+
+PAGES = Path(__file__).parent / "data"
+ORDINARY = 1000
+"""Requests of ordinary traffic before an attack: the stream's baseline (450 events) and 550 judged ones."""
+
+
+def page_command(page: str, contains: str) -> str:
+    """The one shell command of ``page`` that contains ``contains``, as written."""
+    found = [line.strip() for line in (PAGES / page).read_text().splitlines() if contains in line]
+    assert len(found) == 1, found
+    return found[0]
+
+
+class Pipeline:
+    """A shell pipeline in its own session, its stdout lines collected as they come."""
+
+    def __init__(self, command: str, env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["bash", "-c", command], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, k=sink: k.extend(s), daemon=True).start()
+
+    def incidents(self) -> list[str]:
+        return [line for line in self.out if line.startswith("[INCIDENT OPENED]")]
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as in a terminal: SIGINT to the whole pipeline."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def ingested(server: ServerProcess, stream_id: str) -> int:
+    streams = server.get("/v1/streams", params={"limit": 1000}).json()["streams"]
+    return next((int(s["events_ingested"]) for s in streams if s["stream_id"] == stream_id), 0)
+
+
+def cli_env(tmp_path: Path, url: str) -> dict[str, str]:
+    return clean_env(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        DRIFTLOCK_BASE_URL=url,
+    )
+
+
+@contextmanager
+def watched(command: str, nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Pipeline, ServerProcess]]:
+    """A private `driftlock serve` and the page's pipeline reading the nginx log (its path the only change)."""
+    with running_server(":memory:") as server:
+        pipeline = Pipeline(
+            command.replace("/var/log/nginx/access.log", str(nginx.log)), cli_env(tmp_path, server.url), tmp_path
+        )
+        try:
+            yield pipeline, server
+        finally:
+            pipeline.kill()
+
+
+def caught_up(server: ServerProcess, stream: str, nginx: Nginx, pipeline: Pipeline) -> None:
+    """Wait until every line nginx wrote is an event the server holds."""
+    wait_for(
+        lambda: pipeline.proc.poll() is None and ingested(server, stream) == nginx.lines(),
+        timeout=40,
+        message=f"the server to hold every logged request ({''.join(pipeline.err)[-500:]})",
+    )
+
+
+def test_the_log_analysis_pipeline_finds_a_directory_scanner(tmp_path: Path) -> None:
+    """log-analysis.md's ``tail -f access.log | driftlock stream --stream-id nginx-logs --format nginx``:
+    quiet over a thousand ordinary requests, an incident while dirb scans the site."""
+    dirb = _require("dirb", "dirb")
+    command = page_command("log-analysis.md", "| driftlock stream")
+    assert command == "tail -f /var/log/nginx/access.log | driftlock stream --stream-id nginx-logs --format nginx"
+    with Nginx(tmp_path / "nginx") as nginx, watched(command, nginx, tmp_path) as (pipeline, server):
+        ordinary_traffic(nginx.url, ORDINARY, seed=1)
+        caught_up(server, "nginx-logs", nginx, pipeline)
+        assert pipeline.incidents() == [] and server.get("/v1/incidents").json()["total"] == 0
+        ordinary = nginx.lines()
+
+        scan = subprocess.run(
+            [dirb, nginx.url + "/", "/usr/share/dirb/wordlists/small.txt", "-S", "-r"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert scan.returncode == 0 and "DOWNLOADED: 959" in scan.stdout, scan.stdout[-500:]
+        wait_for(pipeline.incidents, timeout=40, message="an incident while dirb scans")
+        (opened,) = pipeline.incidents()
+        routes = next(line.rstrip("\n") for line in pipeline.out if line.startswith("Routes: "))
+        assert all(route.startswith("GET /") for route in routes[8:].split(", "))
+        assert not any(r in routes for r in ("/api/items", "/search", "/static/"))  # what dirb asked for, not the shop
+        (incident,) = server.get("/v1/incidents", params={"stream_id": "nginx-logs"}).json()["incidents"]
+        assert incident["id"] in opened
+        assert pipeline.interrupt() == 0
+    summary = "".join(pipeline.err)
+    assert f"{nginx.lines()} events sent to stream 'nginx-logs', 0 dropped" in summary, summary
+
+    # the page's other way in, a file read once: the same verdict, and no anomaly in the ordinary part
+    replay = subprocess.run(
+        [str(BIN / "driftlock"), "detect", "--stream", "replay", "--format", "nginx", "--file", str(nginx.log),
+         "--fail-on-anomaly", "--output", "json"],
+        env={**cli_env(tmp_path, ""), "DRIFTLOCK_BASE_URL": "", "DRIFTLOCK_EMBEDDED_DB": str(tmp_path / "e.sqlite3")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert replay.returncode == 1, replay.stderr
+    found = json.loads(replay.stdout)
+    assert found["anomalies"] and min(a["index"] for a in found["anomalies"]) >= ordinary
+    assert [i["change"] for i in found["incidents"]] == ["opened"]
+
+
+def test_the_cli_pages_stream_command_finds_a_sql_injection_run(tmp_path: Path) -> None:
+    """cli.md's ``tail -f /var/log/nginx/access.log | driftlock stream --format nginx``: quiet over ordinary
+    traffic, an incident while sqlmap probes a parameter; the incident names the route and the tool."""
+    sqlmap = _require("sqlmap", "sqlmap")
+    command = page_command("cli.md", "| driftlock stream")
+    assert command == "tail -f /var/log/nginx/access.log | driftlock stream --format nginx"
+    with Nginx(tmp_path / "nginx") as nginx, watched(command, nginx, tmp_path) as (pipeline, server):
+        ordinary_traffic(nginx.url, ORDINARY, seed=2)
+        caught_up(server, "nginx-logs", nginx, pipeline)
+        assert pipeline.incidents() == [] and server.get("/v1/incidents").json()["total"] == 0
+
+        attack = subprocess.run(
+            [sqlmap, "-u", nginx.url + "/api/items?page=1", "--batch", "--disable-coloring", "--level", "1",
+             "--risk", "1", "--output-dir", str(tmp_path / "sqlmap")],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert "all tested parameters do not appear to be injectable" in attack.stdout, attack.stdout[-800:]
+        wait_for(pipeline.incidents, timeout=40, message="an incident while sqlmap probes")
+        (opened,) = pipeline.incidents()
+        assert "Routes: GET /api/items" in [line.rstrip("\n") for line in pipeline.out]
+        (incident,) = server.get("/v1/incidents", params={"stream_id": "nginx-logs"}).json()["incidents"]
+        assert incident["id"] in opened
+        evidence = json.dumps(incident["explanation"])
+        assert "sqlmap" in evidence or re.search(r"AND|UNION|SELECT|SLEEP", evidence), (
+            evidence
+        )  # the tool or its payloads
+        assert pipeline.interrupt() == 0
+        assert ingested(server, "nginx-logs") == nginx.lines()
