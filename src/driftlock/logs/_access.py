@@ -15,6 +15,7 @@ nginx's ``$request_time``; a whole number: microseconds, as Apache's ``%D``; or 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -141,12 +142,13 @@ def _request(request: str) -> tuple[str, str]:
     return "-", "-"
 
 
+@functools.lru_cache(maxsize=1024)
 def _time(text: str) -> datetime | None:
-    for pattern in ("%d/%b/%Y:%H:%M:%S %z",):
-        try:
-            return datetime.strptime(text, pattern)
-        except ValueError:
-            pass
+    """Cached: a busy log repeats each second on many lines, and ``strptime`` is a quarter of a line's cost."""
+    try:
+        return datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z")
+    except ValueError:
+        pass
     try:
         return datetime.fromisoformat(text)
     except ValueError:

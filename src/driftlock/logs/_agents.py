@@ -10,6 +10,7 @@ tool, a bot) is what a change in traffic shows.
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["agent_family"]
@@ -19,6 +20,7 @@ _PRODUCT = re.compile(r"\s*([A-Za-z][A-Za-z0-9._-]*)")
 _BROWSER_PRODUCTS = ("Mozilla/", "Opera/")
 
 
+@functools.lru_cache(maxsize=4096)
 def agent_family(agent: str | None) -> str:
     """``"browser"``, ``"googlebot"``, ``"curl"``, ``"sqlmap"``...; ``"-"`` when none was sent."""
     if not agent or agent == "-":
