@@ -11,6 +11,7 @@ from driftlock.cli import _output, _settings
 from driftlock.cli._settings import CliError
 from driftlock.exceptions import DriftlockError
 from driftlock.logs import FORMATS, LogFormatError, line_to_event
+from driftlock.models import DetectionResult, merge_results
 
 __all__ = ["add_detect", "add_history"]
 
@@ -82,11 +83,16 @@ def _detect(args: argparse.Namespace) -> int:
     stored = _settings.load()
     output = _settings.output_format(args.output, stored)
     events = _events(args)
+    parts: list[tuple[int, DetectionResult]] = []
     try:
         with _settings.client(args.base_url, stored) as client:
-            result = client.detect(events, stream_id=args.stream)
+            size = client.config.max_batch_size
+            for start in range(0, len(events), size):  # a request per batch, each with its own deadline
+                parts.append((start, client.detect(events[start : start + size], stream_id=args.stream)))
     except DriftlockError as exc:
-        raise CliError(str(exc)) from None
+        sent = f" ({parts[-1][0] + parts[-1][1].total_events} of {len(events)} events were sent)" if parts else ""
+        raise CliError(f"{exc}{sent}") from None
+    result = merge_results(parts)
     if output == "json":
         print(json.dumps(_output.detection_dict(result), indent=2))
     else:
