@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -333,3 +334,65 @@ def test_the_cli_pages_stream_command_finds_a_sql_injection_run(tmp_path: Path) 
         )  # the tool or its payloads
         assert pipeline.interrupt() == 0
         assert ingested(server, "nginx-logs") == nginx.lines()
+
+
+def app_log_line(rng: random.Random, error: bool = False) -> str:
+    """A JSON application log line: ordinary sign-ins, requests and cache hits, or the page's new error."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if error:
+        entry = {
+            "timestamp": stamp, "level": "ERROR", "logger": "db",
+            "message": "Database connection failed: could not connect to server: Connection refused",
+            "exception": "psycopg.OperationalError", "retry_in_ms": rng.choice((500, 1000, 2000)),
+        }  # fmt: skip
+    else:
+        entry = rng.choice(
+            (
+                {"timestamp": stamp, "level": "INFO", "logger": "auth", "message": f"User {rng.randint(1, 9999)} logged in"},
+                {"timestamp": stamp, "level": "INFO", "logger": "http", "message": f"GET /api/items/{rng.randint(1, 999)} 200", "ms": rng.randint(5, 40)},
+                {"timestamp": stamp, "level": "DEBUG", "logger": "cache", "message": f"cache hit item:{rng.randint(1, 999)}"},
+            )
+        )  # fmt: skip
+    return json.dumps(entry) + "\n"
+
+
+def test_the_pages_python_tail_loop_alerts_on_a_new_error_pattern(tmp_path: Path) -> None:
+    """log-analysis.md's Python block as written (``base_url`` added, the log's path made the test's, and
+    ``asyncio.run(monitor_logs())`` to start it): quiet over ordinary lines, ``[ALERT]`` on the new errors."""
+    page = (PAGES / "log-analysis.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    log = tmp_path / "app.json"
+    log.touch()
+    assert 'client = DriftlockClient(api_key="...")' in code and '"/var/log/app.json"' in code
+    with running_server(":memory:") as server:
+        script = code.replace('api_key="..."', f'api_key="...", base_url="{server.url}"').replace(
+            '"/var/log/app.json"', repr(str(log))
+        )
+        (tmp_path / "monitor.py").write_text(script + "\nimport asyncio\nasyncio.run(monitor_logs())\n")
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "monitor.py")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=clean_env(),
+        )  # fmt: skip
+        out: list[str] = []
+        threading.Thread(target=lambda: out.extend(proc.stdout or ()), daemon=True).start()
+        try:
+            # the loop starts at the end of the file: write once it has the file open
+            wait_for(
+                lambda: any(os.path.realpath(f"/proc/{proc.pid}/fd/{fd}") == str(log) for fd in os.listdir(f"/proc/{proc.pid}/fd")),
+                timeout=30, message="the page's loop to open the log",
+            )  # fmt: skip
+            rng = random.Random(3)
+            with log.open("a") as handle:
+                handle.writelines(app_log_line(rng) for _ in range(600))
+            wait_for(lambda: ingested(server, "app-logs") == 600, timeout=60, message=f"600 lines sent {out[-5:]}")
+            assert [line for line in out if line.startswith("[ALERT]")] == []
+            with log.open("a") as handle:
+                handle.writelines(app_log_line(rng, error=rng.random() < 0.6) for _ in range(100))
+            alerts = wait_for(
+                lambda: [line for line in out if line.startswith("[ALERT] Anomaly in logs: ")], timeout=60,
+                message=f"an alert on the new errors {out[-5:]}",
+            )  # fmt: skip
+            assert "Database connection failed" in alerts[0]
+        finally:
+            proc.kill()
+            proc.wait(10)
