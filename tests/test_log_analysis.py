@@ -396,3 +396,12 @@ def test_the_pages_python_tail_loop_alerts_on_a_new_error_pattern(tmp_path: Path
         finally:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_missing_tool_skips_naming_its_package_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install no-such-package"):
+        _require("no-such-program-here", "no-such-package")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=".ci/run should install the Debian package no-such-package"):
+        _require("no-such-program-here", "no-such-package")
