@@ -403,5 +403,5 @@ def test_a_missing_tool_skips_naming_its_package_and_fails_in_ci(monkeypatch: py
     with pytest.raises(pytest.skip.Exception, match="apt-get install no-such-package"):
         _require("no-such-program-here", "no-such-package")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=".ci/run should install the Debian package no-such-package"):
+    with pytest.raises(pytest.fail.Exception, match=r"\.ci/run should install the Debian package no-such-package"):
         _require("no-such-program-here", "no-such-package")
