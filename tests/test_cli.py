@@ -445,3 +445,21 @@ def test_stream_bad_options_are_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--batch-size: must be more than 0, got 0" in done.stderr
     done = sh("echo '{}' | driftlock stream --format csv", tmp_path, cli_env(tmp_path, None))
     assert done.returncode == 2 and "invalid choice: 'csv'" in done.stderr
+
+
+def test_stream_tells_each_anomaly_when_the_api_marks_no_incidents(tmp_path: Path, piped: list[Piped]) -> None:
+    """An API older than incidents (a fault the local server cannot produce): no incident to print, so
+    each anomaly is printed, in the page's block."""
+    anomaly = {
+        "index": 1, "metrics": {"ncd": 0.61, "p_value": 0.0, "confidence_level": 0.99},
+        "why": "Significant deviation from recent pattern", "event": {"body": {"latency": 5000}},
+    }  # fmt: skip
+    with FaultServer(default=Reply(body={"success": True, "anomalies": [anomaly], "total_events": 2})) as old:
+        p = Piped(["--stream", "old-api"], cli_env(tmp_path, old.url))
+        piped.append(p)
+        p.write(b'{"latency": 100}\n{"latency": 5000}\n')
+        assert p.finish() == 0
+    assert "".join(p.out) == (
+        "[ANOMALY DETECTED]\nConfidence: 0.99\nWhy: Significant deviation from recent pattern\n"
+        'Event 1: {"latency": 5000}\n'
+    )

@@ -7,7 +7,15 @@ from typing import Any
 
 from driftlock.models import Anomaly, DetectionResult, Incident
 
-__all__ = ["anomaly_dict", "detection_dict", "detection_text", "history_text", "incident_dict", "incident_text"]
+__all__ = [
+    "anomaly_dict",
+    "anomaly_text",
+    "detection_dict",
+    "detection_text",
+    "history_text",
+    "incident_dict",
+    "incident_text",
+]
 
 _WHY_WIDTH = 90
 
@@ -69,21 +77,22 @@ def incident_text(incident: Incident) -> str:
     return "\n".join(lines)
 
 
+def anomaly_text(anomaly: Anomaly) -> str:
+    """The CLI page's block: ``[ANOMALY DETECTED]``, ``Confidence:``, ``Why:``, and the event."""
+    return "\n".join(
+        [
+            "[ANOMALY DETECTED]",
+            f"Confidence: {_figure(anomaly.confidence)}",
+            f"Why: {anomaly.why or '-'}",
+            f"Event {anomaly.index}: {json.dumps(_body(anomaly.event), sort_keys=True)[:200]}",
+        ]
+    )
+
+
 def detection_text(result: DetectionResult) -> str:
     """The CLI page's block per anomaly, then incidents; otherwise one line saying nothing was found and
     why not, when the stream is still collecting its baseline."""
-    blocks = []
-    for anomaly in result.anomalies:
-        blocks.append(
-            "\n".join(
-                [
-                    "[ANOMALY DETECTED]",
-                    f"Confidence: {_figure(anomaly.confidence)}",
-                    f"Why: {anomaly.why or '-'}",
-                    f"Event {anomaly.index}: {json.dumps(_body(anomaly.event), sort_keys=True)[:200]}",
-                ]
-            )
-        )
+    blocks = [anomaly_text(a) for a in result.anomalies]
     blocks += [incident_text(i) for i in result.incidents or ()]
     if not result.anomalies:
         stream = f" (stream {result.stream_id})" if result.stream_id else ""

@@ -76,7 +76,15 @@ class _Printer:
         self._reported: dict[str, float] = {}
 
     def batch(self, result: DetectionResult) -> None:
-        for incident in result.incidents or ():
+        if result.incidents is None:  # an API that marks no incidents: each anomaly is told
+            for anomaly in result.anomalies:
+                with self._lock:
+                    if self.output == "json":
+                        print(json.dumps({"anomaly": _output.anomaly_dict(anomaly)}), flush=True)
+                    else:
+                        print(_output.anomaly_text(anomaly), flush=True)
+            return
+        for incident in result.incidents:
             if incident.change not in ("opened", "resolved"):
                 continue
             with self._lock:
@@ -134,37 +142,47 @@ def _stream(args: argparse.Namespace) -> int:
     counts = _Counts()
     printer = _Printer(output, counts)
     client = _settings.client(args.base_url, stored)
-    stream_id = args.stream or client.config.stream_id or f"{args.format}-logs"
     try:
-        stream = client.create_stream(
-            stream_id, args.batch_size, args.flush_interval, max_buffered=max(args.max_buffered, args.batch_size)
+        stream_id = args.stream or client.config.stream_id or f"{args.format}-logs"
+        try:
+            stream = client.create_stream(
+                stream_id, args.batch_size, args.flush_interval, max_buffered=max(args.max_buffered, args.batch_size)
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        stream.on("batch")(printer.batch)
+        stream.on("error")(printer.error)
+        interrupted = _follow(stream, args.format, counts)
+        try:
+            finished = _close(stream, args.shutdown_timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            print(f"driftlock stream: stopped; {stream.buffered} events not sent", file=sys.stderr, flush=True)
+            return 130
+        unsent = stream.buffered
+        summary = (
+            f"driftlock stream: {counts.lines} lines, {stream.sent} events sent to stream {stream_id!r}, "
+            f"{stream.dropped} dropped (buffer full), {counts.unreadable} unreadable, {counts.opened} incidents opened"
         )
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    stream.on("batch")(printer.batch)
-    stream.on("error")(printer.error)
-    previous = (
-        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
-    )
-    interrupted = False
-    try:
-        _read(sys.stdin.buffer, stream, args.format, counts)
-    except (KeyboardInterrupt, _Stop):
-        interrupted = True
+        if unsent or not finished:
+            summary += f"; {unsent} not sent" + ("" if finished else f" (gave up after {args.shutdown_timeout:g}s)")
+        print(summary + (" (interrupted)" if interrupted else ""), file=sys.stderr, flush=True)
+        return 1 if stream.dropped or unsent or not finished else 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    finished = _close(stream, args.shutdown_timeout)
-    unsent = stream.buffered
-    summary = (
-        f"driftlock stream: {counts.lines} lines, {stream.sent} events sent to stream {stream_id!r}, "
-        f"{stream.dropped} dropped (buffer full), {counts.unreadable} unreadable, {counts.opened} incidents opened"
-    )
-    if unsent or not finished:
-        summary += f"; {unsent} not sent" + ("" if finished else f" (gave up after {args.shutdown_timeout:g}s)")
-    print(summary + (" (interrupted)" if interrupted else ""), file=sys.stderr, flush=True)
-    client.close()
-    return 1 if stream.dropped or unsent or not finished else 0
+        client.close()
+
+
+def _follow(stream: SyncStream, fmt: str, counts: _Counts) -> bool:
+    """Read stdin to its end or to Ctrl-C/SIGTERM; True when interrupted."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    try:
+        _read(sys.stdin.buffer, stream, fmt, counts)
+    except (KeyboardInterrupt, _Stop):
+        return True
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+    return False
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
