@@ -1,17 +1,14 @@
-"""The ``driftlock`` command: ``serve`` (the local API), ``detect`` (events from a file), ``demo`` (all of it)."""
+"""``driftlock serve`` (the local API) and ``driftlock demo`` (all of it at once)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from typing import Any
 
-from driftlock.exceptions import DriftlockError
-
-__all__ = ["main"]
+__all__ = ["add_demo", "add_serve"]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,34 +54,6 @@ def _shown_db(db: str) -> str:
     return db
 
 
-def _detect(args: argparse.Namespace) -> int:
-    from driftlock.client import DriftlockSyncClient
-
-    with open(args.file) if args.file != "-" else sys.stdin as handle:
-        events = [json.loads(line) for line in handle if line.strip()]
-    options = {"base_url": args.base_url} if args.base_url else {}
-    try:
-        with DriftlockSyncClient(**options) as client:
-            result = client.detect(events, stream_id=args.stream_id)
-    except DriftlockError as exc:
-        print(f"driftlock detect: {exc}", file=sys.stderr)
-        return 1
-    print(
-        json.dumps(
-            {
-                "status": result.status,
-                "total_events": result.total_events,
-                "anomalies": [
-                    {"index": a.index, "ncd": a.metrics.ncd, "p_value": a.metrics.p_value, "why": a.why}
-                    for a in result.anomalies
-                ],
-            },
-            indent=2,
-        )
-    )
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     try:
         from driftlock.demo.runner import main as demo
@@ -100,10 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(args.seed, args.duration, args.json, args.workers, args.keep)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="driftlock", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_serve(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the local Driftlock-compatible API and OTLP receiver")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)")
@@ -143,12 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)
 
-    detect = commands.add_parser("detect", help="send JSON-lines events for detection and print anomalies")
-    detect.add_argument("file", help="file of JSON events, one per line, or - for stdin")
-    detect.add_argument("--stream-id", default=None)
-    detect.add_argument("--base-url", default=None, help="API root; default: DRIFTLOCK_BASE_URL or embedded")
-    detect.set_defaults(func=_detect)
 
+def add_demo(commands: Any) -> None:
     demo = commands.add_parser("demo", help="watch a demo shop: local server, real requests, anomalies found")
     demo.add_argument("--seed", type=int, default=1, help="traffic seed (default: %(default)s)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic to send (default: %(default)s)")
@@ -158,10 +120,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--keep", action="store_true", help="keep driftlock serve and its console running afterwards")
     demo.set_defaults(func=_demo)
-
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
