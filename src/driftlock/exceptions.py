@@ -21,6 +21,7 @@ __all__ = [
     "DriftlockNetworkError",
     "DriftlockRateLimitError",
     "DriftlockValidationError",
+    "RateLimitError",
 ]
 
 
@@ -76,3 +77,7 @@ class DriftlockValidationError(DriftlockError):
 
 class DriftlockNetworkError(DriftlockError):
     """The API could not be reached within the deadline."""
+
+
+RateLimitError = DriftlockRateLimitError
+"""The FastAPI integration page's name for :class:`DriftlockRateLimitError` (the same class)."""
