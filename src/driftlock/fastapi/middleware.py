@@ -11,12 +11,13 @@ match (``GET /items/{item_id}``), its status, and, set just before the response'
 user (``scope["user"]``, from Starlette's ``AuthenticationMiddleware``) and ``request.state.driftlock_context``.
 An exception that escapes the app is recorded as a 500, the answer Starlette's error middleware (outside
 this one) gives. When an outer instrumentation (``opentelemetry-instrument``) already made the server span,
-this middleware only adds its attributes to that span. At the end of the app's lifespan it closes the
-client :func:`~driftlock.fastapi.get_driftlock_client` made.
+this middleware only adds its attributes to that span. At the end of the app's lifespan it sends the spans
+still queued and closes the client :func:`~driftlock.fastapi.get_driftlock_client` made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -82,7 +83,7 @@ class DriftlockMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self._inner(scope, receive, _closing_client_at_shutdown(scope, send))
+            await self._inner(scope, receive, self._shutdown_aware(scope, send))
             return
         if kind != "http":
             await self._inner(scope, receive, send)
@@ -103,6 +104,20 @@ class DriftlockMiddleware:
             await self._traced(scope, receive, send)
         finally:
             scope.pop(FASTAPI_TELEMETRY_KEY, None)
+
+    def _shutdown_aware(self, scope: Scope, send: Send) -> Send:
+        """The lifespan's ``send``: once the app has shut down, send the spans still queued and close the
+        client the dependency made. Servers may end a worker by its signal right after the lifespan (uvicorn
+        re-raises SIGTERM), so exit handlers cannot be relied on to do it."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await close_app_client(scope.get("app"))
+                if self._traced is not None:
+                    await asyncio.to_thread(_flush, self.config.timeout)
+            await send(message)
+
+        return lifespan_send
 
     def _span_details(self, scope: Scope) -> tuple[str, dict[str, str]]:
         """Span name and start attributes: ``GET /items/{item_id}`` and ``http.route``; just the method on a 404."""
@@ -177,6 +192,18 @@ def _set_request_attributes(span: trace.Span, scope: Scope, capture_user_id: boo
         logger.debug("driftlock: reading the request's user or context failed", exc_info=True)
 
 
+def _flush(timeout: float) -> None:
+    """Export what the tracer provider's processors hold, within TIMEOUT; never raises."""
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is None:
+        return
+    try:
+        force_flush(int(timeout * 1000))
+    except Exception:
+        logger.warning("driftlock: sending the last spans at shutdown failed", exc_info=True)
+
+
 def _set_server_error(span: trace.Span, traced: OpenTelemetryMiddleware | None) -> None:
     """The 500 Starlette's error middleware will send, in the attributes of this middleware's semconv mode."""
     mode = getattr(traced, "_sem_conv_opt_in_mode", None)
@@ -184,14 +211,3 @@ def _set_server_error(span: trace.Span, traced: OpenTelemetryMiddleware | None) 
         set_status_code(span, 500)  # type: ignore[no-untyped-call]
     else:
         set_status_code(span, 500, None, mode)  # type: ignore[no-untyped-call]
-
-
-def _closing_client_at_shutdown(scope: Scope, send: Send) -> Send:
-    """The lifespan's ``send``: once the app has shut down, close the client the dependency made for it."""
-
-    async def lifespan_send(message: Message) -> None:
-        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await close_app_client(scope.get("app"))
-        await send(message)
-
-    return lifespan_send
