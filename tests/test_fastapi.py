@@ -161,6 +161,17 @@ def test_incidents_are_told_once_across_workers(tmp_path: Path) -> None:
     assert len(lines) <= max(1, len(opened.get("incidents", [])))
 
 
+def test_under_opentelemetry_instrument_one_event_per_request() -> None:
+    """`opentelemetry-instrument` with the Driftlock exporter and the middleware listed: one exporter, one event each."""
+    with running_server() as srv:
+        with AsgiServer("shop:application", workers=1, instrument=True, DRIFTLOCK_BASE_URL=srv.url) as web:
+            with httpx.Client(base_url=web.url, timeout=30) as http:
+                for i in range(10):
+                    assert http.get(f"/items/{i}").status_code == 200
+        got = bodies(srv, "fastapi-shop")
+    assert len(got) == 10 and {b["route"] for b in got} == {"/items/{item_id}"}
+
+
 def test_a_misspelt_setting_is_named() -> None:
     from driftlock.fastapi import DriftlockMiddleware
 
@@ -175,7 +186,8 @@ def test_a_misspelt_setting_is_named() -> None:
 
 SPANS = """
 import json, sys
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -183,30 +195,34 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from driftlock.fastapi import DriftlockMiddleware
 
 app = FastAPI()
-app.add_middleware(DriftlockMiddleware, base_url=sys.argv[1], stream_id="spans", enabled=sys.argv[2] == "on")
+app.add_middleware(DriftlockMiddleware, base_url=sys.argv[1], stream_id="spans", enabled=sys.argv[2] != "off")
 sub = FastAPI()
 @sub.get("/things/{thing_id}")
 async def thing(thing_id: int):
     return {"thing": thing_id}
 app.mount("/api", sub)
 @app.get("/items/{item_id}")
-async def item(item_id: int):
+async def item(item_id: int, request: Request):
+    request.state.driftlock_context = {"tier": "gold"}
     return {"item_id": item_id}
 memory = InMemorySpanExporter()
-with TestClient(app) as http:
+served = OpenTelemetryMiddleware(app) if sys.argv[2] == "outer" else app  # as opentelemetry-instrument would
+with TestClient(served) as http:
     provider = trace.get_tracer_provider()
     if hasattr(provider, "add_span_processor"):
         provider.add_span_processor(SimpleSpanProcessor(memory))
     for path in ("/items/1", "/items/2", "/api/things/3", "/nope"):
         http.get(path)
-print(json.dumps([[s.name, s.kind.name, s.attributes.get("http.route")] for s in memory.get_finished_spans()]))
+print(json.dumps([[s.name, s.kind.name, s.attributes.get("http.route"), s.attributes.get("driftlock.context")]
+                  for s in memory.get_finished_spans()]))
 """
 
 
-@pytest.mark.parametrize("enabled", ["on", "off"])
+@pytest.mark.parametrize("enabled", ["on", "off", "outer"])
 def test_exactly_one_span_per_request_and_none_when_disabled(enabled: str, server: ServerProcess) -> None:
     """Every span the process makes (not only exported ones): no receive/send spans, none from FastAPI's own
-    telemetry or a mounted FastAPI app."""
+    telemetry or a mounted FastAPI app; under an outer instrumentation's server span, that span, with ours
+    attributes."""
     result = subprocess.run(
         [sys.executable, "-W", "ignore::DeprecationWarning", "-c", SPANS, server.url, enabled],
         capture_output=True,
@@ -220,9 +236,18 @@ def test_exactly_one_span_per_request_and_none_when_disabled(enabled: str, serve
     if enabled == "off":
         assert spans == []
         return
+    context = '{"tier": "gold"}'
+    if enabled == "outer":  # named by the outer middleware, from the path; its own send spans aside
+        assert [s for s in spans if not s[0].endswith(" http send")] == [
+            ["GET /items/1", "SERVER", "/items/{item_id}", context],
+            ["GET /items/2", "SERVER", "/items/{item_id}", context],
+            ["GET /api/things/3", "SERVER", "/api/things/{thing_id}", None],
+            ["GET /nope", "SERVER", None, None],
+        ]
+        return
     assert spans == [
-        ["GET /items/{item_id}", "SERVER", "/items/{item_id}"],
-        ["GET /items/{item_id}", "SERVER", "/items/{item_id}"],
-        ["GET /api/things/{thing_id}", "SERVER", "/api/things/{thing_id}"],
-        ["GET", "SERVER", None],
+        ["GET /items/{item_id}", "SERVER", "/items/{item_id}", context],
+        ["GET /items/{item_id}", "SERVER", "/items/{item_id}", context],
+        ["GET /api/things/{thing_id}", "SERVER", "/api/things/{thing_id}", None],
+        ["GET", "SERVER", None, None],
     ]

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from driftlock.demo.process import ListeningProcess
-from tests.support import BIN, clean_env
+from tests.support import BIN, INSTRUMENT, clean_env
 
 PROJECT = Path(__file__).parent
 
@@ -25,6 +25,7 @@ class AsgiServer:
         workers: int = 2,
         cwd: Path = PROJECT,
         ready_path: str = "/health",
+        instrument: bool = False,
         **env: str,
     ) -> None:
         if kind == "uvicorn":
@@ -34,7 +35,7 @@ class AsgiServer:
                 *(str(BIN / "gunicorn"), target, "-k", kind, "--bind", "127.0.0.1:0"),
                 *("--workers", str(workers), "--graceful-timeout", "10"),
             ]
-        self.cmd = cmd
+        self.cmd = [*INSTRUMENT, *cmd] if instrument else cmd
         self.cwd = cwd
         self.ready_path = ready_path
         self.env = clean_env(PYTHONPATH=str(cwd), **env)

@@ -92,18 +92,19 @@ class DriftlockMiddleware:
         if self._traced is None or path_excluded(scope.get("path"), self.config.exclude_paths):
             await self._inner(scope, receive, send)
             return
-        outer = trace.get_current_span()
-        if outer.is_recording() and getattr(outer, "kind", None) is trace.SpanKind.SERVER:
-            await self._annotate_span(outer, scope, receive, send, owned=False)
-            return
-        if FASTAPI_TELEMETRY_KEY in scope:
-            await self._traced(scope, receive, send)
-            return
-        scope[FASTAPI_TELEMETRY_KEY] = None  # FastAPI's own idiom: mounted FastAPI apps add no second span
+        added = FASTAPI_TELEMETRY_KEY not in scope
+        if added:
+            scope[FASTAPI_TELEMETRY_KEY] = None  # FastAPI's own idiom: mounted FastAPI apps add no second span
         try:
-            await self._traced(scope, receive, send)
+            outer = trace.get_current_span()
+            if outer.is_recording() and getattr(outer, "kind", None) is trace.SpanKind.SERVER:
+                outer.set_attributes(self._span_details(scope)[1])  # an outer ASGI middleware knows no route
+                await self._annotate_span(outer, scope, receive, send, owned=False)
+            else:
+                await self._traced(scope, receive, send)
         finally:
-            scope.pop(FASTAPI_TELEMETRY_KEY, None)
+            if added:
+                scope.pop(FASTAPI_TELEMETRY_KEY, None)
 
     def _shutdown_aware(self, scope: Scope, send: Send) -> Send:
         """The lifespan's ``send``: once the app has shut down, send the spans still queued and close the
