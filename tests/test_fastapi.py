@@ -3,6 +3,7 @@ Starlette app, all exporting to a real `driftlock serve`; and the faults (API do
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
@@ -172,16 +173,29 @@ def test_under_opentelemetry_instrument_one_event_per_request() -> None:
     assert len(got) == 10 and {b["route"] for b in got} == {"/items/{item_id}"}
 
 
-def test_a_misspelt_setting_is_named() -> None:
+@pytest.mark.parametrize("kind", ["uvicorn", "uvicorn_worker.UvicornWorker"])
+def test_a_misspelt_setting_stops_the_start_naming_it(kind: str) -> None:
+    server = AsgiServer("misspelt:app", kind=kind, workers=1)
+    result = subprocess.run(server.cmd, cwd=PROJECT, env=server.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "DriftlockMiddleware:" in line]
+    assert said and "Unknown driftlock setting 'stream_idd'" in said[0] and "stream_id" in said[0]
+    assert "your-api-key" not in result.stdout + result.stderr
+
+
+def test_a_wrong_type_is_named_on_every_path_the_app_is_called() -> None:
     from driftlock.fastapi import DriftlockMiddleware
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("not called")
 
-    with pytest.raises(DriftlockConfigurationError, match=r"'stream_idd'.*stream_id"):
-        DriftlockMiddleware(app, stream_idd="x")
-    with pytest.raises(DriftlockConfigurationError, match="EXCLUDE_PATHS"):
-        DriftlockMiddleware(app, exclude_paths="/docs")
+    middleware = DriftlockMiddleware(app, exclude_paths="/docs")  # a string, not a list
+
+    async def request() -> None:
+        await middleware({"type": "http", "path": "/", "method": "GET", "headers": []}, None, None)  # type: ignore[arg-type]
+
+    with pytest.raises(DriftlockConfigurationError, match="EXCLUDE_PATHS must be a list of strings"):
+        asyncio.run(request())
 
 
 SPANS = """

@@ -30,6 +30,7 @@ from opentelemetry.util.http import get_excluded_urls, sanitize_method
 
 from driftlock.config import Config
 from driftlock.events import CONTEXT_ATTRIBUTE, STREAM_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE, path_excluded
+from driftlock.exceptions import DriftlockConfigurationError
 from driftlock.fastapi.dependencies import CONFIG_SCOPE_KEY, close_app_client
 from driftlock.fastapi.routes import route_template
 from driftlock.setup import configure
@@ -60,13 +61,17 @@ def instrumentation_disabled() -> bool:
 class DriftlockMiddleware:
     """``app.add_middleware(DriftlockMiddleware, api_key=..., stream_id=..., exclude_paths=[...])``.
 
-    Raises :class:`~driftlock.exceptions.DriftlockConfigurationError` naming a misspelt or mistyped setting
-    when Starlette builds it (at start-up). With ``enabled=False``, ``OTEL_SDK_DISABLED=true`` or the
-    instrumentation disabled by ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, it passes requests through untouched.
+    A misspelt or mistyped setting fails the app's start-up with a message naming it. With
+    ``enabled=False``, ``OTEL_SDK_DISABLED=true`` or the instrumentation disabled by
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, it passes requests through untouched.
     """
 
     def __init__(self, app: ASGIApp, **settings: Any) -> None:
-        self.config = Config.resolve(None, use_django=False, **settings)
+        self._error: DriftlockConfigurationError | None = None
+        try:
+            self.config = Config.resolve(None, use_django=False, **settings)
+        except DriftlockConfigurationError as exc:  # said when the server starts the app: see _refuse
+            self.config, self._error = Config(enabled=False), exc
         self._inner = app
         self._traced: OpenTelemetryMiddleware | None = None
         if self.config.enabled and not instrumentation_disabled() and configure(self.config) is not None:
@@ -81,6 +86,9 @@ class DriftlockMiddleware:
         there, steps aside, so the span is this one on every FastAPI version and on plain Starlette."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._error is not None:
+            await self._refuse(scope, receive, send, self._error)
+            return
         kind = scope["type"]
         if kind == "lifespan":
             await self._inner(scope, receive, self._shutdown_aware(scope, send))
@@ -105,6 +113,15 @@ class DriftlockMiddleware:
         finally:
             if added:
                 scope.pop(FASTAPI_TELEMETRY_KEY, None)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: DriftlockConfigurationError) -> None:
+        """A bad setting fails the app's start-up with the error's message (the ASGI way: uvicorn and gunicorn
+        print it and exit; raised from the constructor, uvicorn would take it for a lifespan-less app)."""
+        if scope["type"] != "lifespan":
+            raise error
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": f"DriftlockMiddleware: {error}"})
 
     def _shutdown_aware(self, scope: Scope, send: Send) -> Send:
         """The lifespan's ``send``: once the app has shut down, send the spans still queued and close the
