@@ -27,6 +27,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, set_status_code
 from opentelemetry.util.http import get_excluded_urls, sanitize_method
+from starlette.routing import Host, Mount
 
 from driftlock.config import Config
 from driftlock.events import CONTEXT_ATTRIBUTE, STREAM_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE, path_excluded
@@ -106,7 +107,7 @@ class DriftlockMiddleware:
         try:
             outer = trace.get_current_span()
             if outer.is_recording() and getattr(outer, "kind", None) is trace.SpanKind.SERVER:
-                outer.set_attributes(self._span_details(scope)[1])  # an outer ASGI middleware knows no route
+                outer.set_attributes(self._span_details(scope)[1])
                 await self._annotate_span(outer, scope, receive, send, owned=False)
             else:
                 await self._traced(scope, receive, send)
@@ -138,22 +139,11 @@ class DriftlockMiddleware:
         return lifespan_send
 
     def _span_details(self, scope: Scope) -> tuple[str, dict[str, str]]:
-        """Span name and start attributes: ``GET /items/{item_id}`` and ``http.route``; just the method on a 404."""
-        method = sanitize_method(str(scope.get("method", "")).strip()) or "HTTP"
-        if method == "_OTHER":
-            method = "HTTP"
+        """Span name and start attributes: the method (the route is known once the router has run)."""
         attributes: dict[str, str] = {}
         if self.config.stream_id:
             attributes[STREAM_ATTRIBUTE] = self.config.stream_id  # this app's stream, whatever another app set
-        try:
-            route = route_template(scope, self._inner)
-        except Exception:  # a custom route's matches() failing must not fail the request
-            logger.debug("driftlock: matching the route failed", exc_info=True)
-            route = None
-        if route is None:
-            return method, attributes
-        attributes["http.route"] = route
-        return f"{method} {route}", attributes
+        return _method(scope), attributes
 
     async def _annotated(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app as the OpenTelemetry middleware calls it: inside the server span it just started."""
@@ -166,28 +156,59 @@ class DriftlockMiddleware:
             await self._inner(scope, receive, send)
             return
         started = annotated = False
+        root_path, app = scope.get("root_path", ""), scope.get("app") or self._inner  # before mounts change them
+
+        def annotate() -> None:
+            nonlocal annotated
+            annotated = True
+            _set_route(span, scope, root_path, app, rename=owned)
+            _set_request_attributes(span, scope, self.config.capture_user_id)
 
         async def annotating_send(message: Message) -> None:
-            nonlocal started, annotated
             kind = message["type"]
             if kind == "http.response.start":
+                nonlocal started
                 started = True
             elif kind == "http.response.body" and not message.get("more_body", False) and not annotated:
-                annotated = True  # the span ends with this message: the app has set what it will set
-                _set_request_attributes(span, scope, self.config.capture_user_id)
+                annotate()  # the span ends with this message: the app has set what it will set
             await send(message)
 
         try:
             await self._inner(scope, receive, annotating_send)
         except Exception:
             if not annotated:
-                annotated = True
-                _set_request_attributes(span, scope, self.config.capture_user_id)
+                annotate()
                 if owned and not started:
                     _set_server_error(span, self._traced)
             raise
         if not annotated:
-            _set_request_attributes(span, scope, self.config.capture_user_id)
+            annotate()
+
+
+def _set_route(span: trace.Span, scope: Scope, root_path: str, app: Any, *, rename: bool) -> None:
+    """``http.route`` and the span name ``GET /items/{item_id}``; nothing on a 404.
+
+    The route the router chose (``scope["route"]``, set by FastAPI and Starlette 1.x) when no mount was
+    crossed; else the routes are matched again as the router matched them, mount prefixes included."""
+    try:
+        route = scope.get("route")
+        template = getattr(route, "path", None)
+        if not isinstance(template, str) or isinstance(route, Mount | Host) or scope.get("root_path", "") != root_path:
+            probe = {key: scope[key] for key in ("type", "path", "method", "headers") if key in scope}
+            probe["root_path"] = root_path
+            template = route_template(probe, app)
+        if template is None:
+            return
+        span.set_attribute("http.route", template)
+        if rename:
+            span.update_name(f"{_method(scope)} {template}")
+    except Exception:  # a custom route's matches() failing must not fail the request
+        logger.debug("driftlock: finding the route failed", exc_info=True)
+
+
+def _method(scope: Scope) -> str:
+    method = sanitize_method(str(scope.get("method", "")).strip()) or "HTTP"
+    return "HTTP" if method == "_OTHER" else method
 
 
 def _set_request_attributes(span: trace.Span, scope: Scope, capture_user_id: bool) -> None:

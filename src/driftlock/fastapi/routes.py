@@ -1,7 +1,7 @@
-"""The route template of a request (``/items/{item_id}``), found the way Starlette's router will find it.
+"""The route template of a request (``/items/{item_id}``), found the way Starlette's router finds it.
 
-Matched before the app runs, as OpenTelemetry's FastAPI and Starlette instrumentations do, so the span
-is named after its route from the start; mounted routers add their prefix (``/api/items/{item_id}``).
+For requests the router does not name in the scope: through mounts (whose prefix it adds:
+``/api/items/{item_id}``), on Starlette versions before 1.0, and on a 404 (None).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ MAX_DEPTH = 8
 
 
 def route_template(scope: MutableMapping[str, Any], app: Any) -> str | None:
-    """The matched route's path template, or None when no route matches (a 404)."""
-    routes = getattr(scope.get("app") or app, "routes", None)
+    """The path template of the route of ``app`` (a Starlette app or router) that ``scope`` matches, or None."""
+    routes = getattr(app, "routes", None)
     if not routes:
         return None
     return _match(routes, scope, "", 0)
