@@ -33,7 +33,7 @@ from driftlock.service.sqlite import SqliteStore
 from driftlock.service.store import MemoryStore
 from driftlock.service.webhooks import MAX_WEBHOOKS, Webhook
 from tests.postgres import postgres_fixture
-from tests.support import clean_env, running_server, wait_for
+from tests.support import clean_env, free_port_url, running_server, wait_for
 from tests.test_console import KEY, csrf_of, seed_scenario, signed_in
 from tests.test_notify import Store, incident
 
@@ -264,7 +264,7 @@ def test_the_integrations_page_adds_tests_and_deletes_a_signed_webhook(tmp_path:
 
 
 def test_the_integrations_page_escapes_what_it_shows_and_lists_notify_webhooks(tmp_path: Path) -> None:
-    hostile = 'http://127.0.0.1:9/"><script>alert(1)</script>'
+    hostile = free_port_url() + '/"><script>alert(1)</script>'  # nothing listens there
     slack = "https://hooks.slack.com/services/T000/B000/SECRETPATH"
     with running_server(tmp_path / "db.sqlite3", "--notify", slack) as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -277,6 +277,9 @@ def test_the_integrations_page_escapes_what_it_shows_and_lists_notify_webhooks(t
             assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
             assert "SECRETPATH" not in page and "https://hooks.slack.com/…" in page and "from --notify" in page
             assert "no secret" in page
+            (row,) = re.findall(r'id="webhook-(wh_[0-9a-f]+)"', page)
+            assert client.post(f"/integrations/webhooks/{row}/test", data={"csrf": token}).status_code == 303
+            assert "test incident.opened: failed, ConnectError (could not deliver)" in client.get("/integrations").text
 
 
 def test_replicas_over_one_sqlite_file_share_the_webhooks(tmp_path: Path) -> None:
