@@ -83,10 +83,6 @@ def encode_events(events: Iterable[Any]) -> list[Any]:
             f"events must be a list of events, not {type(events).__name__}{_placeholder(events)}",
             code="invalid_argument",
         )
-    events = list(events)
-    for index, event in enumerate(events):
-        if event is Ellipsis:
-            raise DriftlockValidationError(f"event {index} is ...{_placeholder(event)}", code="invalid_argument")
     items = [to_envelope(e) for e in events]
     if not items:
         raise DriftlockValidationError("events must not be empty", code="invalid_argument")
@@ -97,6 +93,10 @@ def encode_events(events: Iterable[Any]) -> list[Any]:
             try:
                 _JSON.encode(item)
             except (TypeError, ValueError) as exc:
+                if item.get("body") is Ellipsis:
+                    raise DriftlockValidationError(
+                        f"event {index} is ...{_placeholder(Ellipsis)}", code="invalid_argument"
+                    ) from None
                 raise DriftlockValidationError(
                     f"event {index} cannot be sent as JSON: {exc}", code="invalid_argument"
                 ) from None
