@@ -234,7 +234,7 @@ print(json.dumps([[s.name, s.kind.name, s.attributes.get("http.route"), s.attrib
 """
 
 
-@pytest.mark.parametrize("enabled", ["on", "off", "outer"])
+@pytest.mark.parametrize("enabled", ["on", "off", "outer", "disabled-by-environment"])
 def test_exactly_one_span_per_request_and_none_when_disabled(enabled: str, server: ServerProcess) -> None:
     """Every span the process makes (not only exported ones): no receive/send spans, none from FastAPI's own
     telemetry or a mounted FastAPI app; under an outer instrumentation's server span, that span, with ours
@@ -245,11 +245,13 @@ def test_exactly_one_span_per_request_and_none_when_disabled(enabled: str, serve
         text=True,
         timeout=120,
         cwd=PROJECT,
-        env=clean_env(),
+        env=clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="asgi,fastapi")
+        if enabled == "disabled-by-environment"
+        else clean_env(),
     )
     assert result.returncode == 0, result.stderr
     spans = json.loads(result.stdout.splitlines()[-1])
-    if enabled == "off":
+    if enabled in ("off", "disabled-by-environment"):
         assert spans == []
         return
     context = '{"tier": "gold"}'
@@ -267,3 +269,55 @@ def test_exactly_one_span_per_request_and_none_when_disabled(enabled: str, serve
         ["GET /api/things/{thing_id}", "SERVER", "/api/things/{thing_id}", None],
         ["GET", "SERVER", None, None],
     ]
+
+
+USER = """
+import json, sys
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
+from driftlock.fastapi import DriftlockMiddleware
+
+class Staff(SimpleUser):
+    is_staff = True
+
+class HeaderLogin(AuthenticationBackend):
+    async def authenticate(self, conn):
+        name = conn.headers.get("x-user")
+        return (AuthCredentials(["authenticated"]), Staff(name) if name == "root" else SimpleUser(name)) if name else None
+
+app = FastAPI()
+app.add_middleware(AuthenticationMiddleware, backend=HeaderLogin())
+app.add_middleware(DriftlockMiddleware, base_url=sys.argv[1], capture_user_id=sys.argv[2] == "on")
+@app.get("/me")
+async def me():
+    return {}
+memory = InMemorySpanExporter()
+with TestClient(app) as http:
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+    for user in ("ana", "root", None):
+        http.get("/me", headers={"x-user": user} if user else {})
+print(json.dumps([[s.attributes.get("driftlock.user"), s.attributes.get("enduser.id")] for s in memory.get_finished_spans()]))
+"""
+
+
+@pytest.mark.parametrize("capture", ["on", "off"])
+def test_user_class_always_and_user_id_only_when_asked(capture: str, server: ServerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", USER, server.url, capture],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    users = json.loads(result.stdout.splitlines()[-1])
+    if capture == "on":
+        assert users == [["authenticated", "ana"], ["staff", "root"], ["anonymous", None]]
+    else:
+        assert users == [["authenticated", None], ["staff", None], ["anonymous", None]]

@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, set_status_code
-from opentelemetry.util.http import get_excluded_urls, sanitize_method
+from opentelemetry.util.http import get_excluded_urls
 from starlette.routing import Host, Mount
 
 from driftlock.config import Config
@@ -50,6 +50,7 @@ CONTEXT_STATE_KEY = "driftlock_context"
 """``request.state.driftlock_context``: a dict judged with the request, like Django's ``request.driftlock_context``."""
 FASTAPI_TELEMETRY_KEY = "fastapi.telemetry"
 """FastAPI's native telemetry (0.16x) traces no request whose scope holds this key."""
+_METHODS = frozenset(("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY"))
 _INSTRUMENTATION_NAMES = ("fastapi", "starlette", "asgi", "*")
 
 
@@ -207,8 +208,9 @@ def _set_route(span: trace.Span, scope: Scope, root_path: str, app: Any, *, rena
 
 
 def _method(scope: Scope) -> str:
-    method = sanitize_method(str(scope.get("method", "")).strip()) or "HTTP"
-    return "HTTP" if method == "_OTHER" else method
+    """The span name's method, as ``sanitize_method`` names it (which reads the environment on each call)."""
+    method = str(scope.get("method", "")).upper()
+    return method if method in _METHODS else "HTTP"
 
 
 def _set_request_attributes(span: trace.Span, scope: Scope, capture_user_id: bool) -> None:
