@@ -145,3 +145,31 @@ def test_live_scoring_reads_the_corpus_manifest_and_live_detections(tmp_path: Pa
     s = scoring.score(loaded, live, manifest["phases"], scoring.live_detections(tmp_path / "app-r1.jsonl.gz"))
     assert (s.attacks[0].incidents, s.false_incidents, s.ordinary, s.ordinary_p0) == (1, 0, 2, 1)
     assert s.to_json()["attacks"][0]["first_alarm_s"] == 5.0
+
+
+def test_replay_sends_every_batch_in_order_to_a_fresh_server_and_reads_its_detections() -> None:
+    import replay
+
+    records = []
+    for n in range(80):  # 80 batches of 10 ordinary events, one second apart: detection starts at 450
+        events = [
+            {"type": "trace", "timestamp": iso(T0 + n + k / 10), "body": {"route": f"/p/{(n * 10 + k) % 7}/"}}
+            for k in range(10)
+        ]
+        records.append({"t": T0 + n, "phase": "quiet", "status": 200, "body": {"stream_id": "r", "events": events}})
+    result = replay.replay(records, ROOT / "src", sys.executable)
+    assert len(result["answers"]) == 80 and all(a and a["success"] for a in result["answers"])
+    assert sum(a["total_events"] for a in result["answers"]) == 800
+    detections = result["detections"]
+    assert detections, "a stream of 800 events is judged"
+    positions = [d[1] for d in detections]
+    assert (
+        positions == sorted(positions)
+        and min(positions) >= 449
+        and max(positions) < 800
+        and {d[0] for d in detections} == {"r"}
+    )
+    s = scoring.score(
+        records, result["answers"], [{"name": "quiet", "kind": "quiet", "start": T0, "end": T0 + 80}], detections
+    )
+    assert s.ordinary == len(detections) and s.quiet_events == 800

@@ -31,11 +31,27 @@ def command(tool: str, base: str, site: dict[str, Any], work: Path) -> list[str]
     """The command line of ``tool`` against the site at ``base`` (http://127.0.0.1:PORT)."""
     port = base.rsplit(":", 1)[1]
     login = site["login"]
+    who = ["-L", site["attack_users"]] if site.get("attack_users") else ["-l", site["attack_login"]]
     form = f"{login['user_field']}=^USER^&{login['password_field']}=^PASS^"
     if tool == "ffuf":
-        return ["timeout", "90", "ffuf", "-u", f"{base}/FUZZ", "-w", COMMON, "-t", "10", "-maxtime", "75", "-s"]
+        return [
+            "timeout",
+            "90",
+            "ffuf",
+            "-u",
+            f"{base}/FUZZ",
+            "-w",
+            COMMON,
+            "-t",
+            "10",
+            "-maxtime",
+            "75",
+            "-fc",
+            "301,404",
+            "-s",
+        ]
     if tool == "gobuster":
-        return ["timeout", "90", "gobuster", "dir", "-u", base, "-w", COMMON, "-t", "10", "-q", "-z"]
+        return ["timeout", "90", "gobuster", "dir", "-u", base, "-w", COMMON, "-t", "10", "-b", "301,404", "-q", "-z"]
     if tool == "dirb":
         return ["timeout", "90", "dirb", f"{base}/", COMMON, "-S", "-r"]
     if tool == "sqlmap":
@@ -59,8 +75,7 @@ def command(tool: str, base: str, site: dict[str, Any], work: Path) -> list[str]
             "timeout",
             "60",
             "hydra",
-            "-l",
-            site["attack_login"],
+            *who,
             "-P",
             PASSWORDS,
             "-s",
@@ -78,8 +93,7 @@ def command(tool: str, base: str, site: dict[str, Any], work: Path) -> list[str]
             "timeout",
             "60",
             "hydra",
-            "-l",
-            site["attack_login"],
+            *who,
             "-P",
             PASSWORDS,
             "-s",
@@ -89,7 +103,7 @@ def command(tool: str, base: str, site: dict[str, Any], work: Path) -> list[str]
             "-I",
             "127.0.0.1",
             "http-post-form",
-            f"{login['path']}:csrfmiddlewaretoken={token}&{form}:F={site['login_failed']}:H=Cookie\\: csrftoken={cookie}",
+            f"{login['path']}:csrfmiddlewaretoken={token}&{form}:H=Cookie\\: csrftoken={cookie}:F={site['login_failed']}",
         ]
     if tool == "wapiti":
         return [

@@ -19,6 +19,7 @@ PAGES: list[str] = SITE["pages"]
 POPULARITY = [1.0 / (rank + 1) ** 0.9 for rank in range(len(PAGES))]  # Zipf-like: the home page first
 WORDS: list[str] = SITE["words"]
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+WEIGHTS = {"reader": 10, "searcher": 4, "member": 2, **SITE.get("weights", {})}  # a site may change the mix
 WAIT = float(os.environ.get("REALSITE_WAIT", "1.2"))  # mean think time, seconds
 
 
@@ -34,7 +35,7 @@ def some_words() -> str:
 class Reader(HttpUser):
     """Browses pages by popularity, follows a listing to its next pages, sometimes lands on a dead link."""
 
-    weight = 10
+    weight = WEIGHTS["reader"]
     wait_time = between(WAIT * 0.3, WAIT * 1.7)
 
     @task(10)
@@ -60,7 +61,7 @@ class Reader(HttpUser):
 class Searcher(HttpUser):
     """Searches with words from the site's own pages, looks at page 2 sometimes, opens a result."""
 
-    weight = 4
+    weight = WEIGHTS["searcher"]
     wait_time = between(WAIT * 0.5, WAIT * 2.5)
 
     @task
@@ -78,7 +79,7 @@ class Member(HttpUser):
     """Logs in through the site's form (CSRF token from the form), sometimes mistyping the password first,
     does a member's things for a while, logs out, and comes back later."""
 
-    weight = 2
+    weight = WEIGHTS["member"]
     wait_time = between(WAIT * 0.5, WAIT * 2.5)
 
     def on_start(self) -> None:
@@ -160,3 +161,7 @@ class Member(HttpUser):
         ) as r:
             if r.status_code < 500:
                 r.success()
+
+
+if not WEIGHTS["searcher"]:  # a site whose search is for members only: members search (see Member.session)
+    del Searcher

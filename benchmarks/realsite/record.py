@@ -197,7 +197,9 @@ def main() -> None:
             proxy.recorder.set_phase(tool)
             phase = {"name": tool, "kind": "attack", "start": time.time(), "command": cmd}
             with (work / f"{tool}.log").open("w") as out:
-                done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=150)
+                done = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work, timeout=150
+                )
             phase.update(end=time.time(), exit=done.returncode)
             phases.append(phase)
             print(f"{name}: {tool} {phase['end'] - phase['start']:.0f} s, exit {done.returncode}", flush=True)

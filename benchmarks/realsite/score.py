@@ -310,11 +310,9 @@ def table(rows: Sequence[tuple[str, str, Score]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", nargs="+", type=Path)
-    parser.add_argument("--live", action="store_true", help="score what the live server answered (required for now)")
+    parser.add_argument("--live", action="store_true", help="what this command scores (the live answers); optional")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not args.live:
-        parser.error("score.py scores the live answers (--live); replay.py scores a fresh server's")
     rows = []
     for path in args.corpus:
         records, manifest = load_corpus(path)

@@ -149,8 +149,10 @@ def main() -> None:
             "removed": [content["removed"], "/topic/9999/gone/"],
             "login_failed": "The password is not valid",
             "attack_login": "admin",
-            "sqlmap_url": "/search/?q=file",
-            "sqlmap_param": "q",
+            "attack_users": "/usr/share/dirb/wordlists/others/names.txt",  # login is rate-limited per name
+            "sqlmap_url": "/topic/active/?page=2",
+            "sqlmap_param": "page",
+            "weights": {"reader": 10, "searcher": 0, "member": 5},  # search is for members
         },
     )
     print(f"spirit ready: {root}")
