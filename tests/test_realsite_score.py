@@ -120,6 +120,15 @@ def test_ordinary_detections_exclude_windows_with_an_attack_event_and_shares_are
     assert s.ordinary == 6
     assert (s.ordinary_p0, s.ordinary_p01, s.ordinary_p05) == (2, 3, 4)
     assert s.share(s.ordinary_p01) == pytest.approx(0.5)
+    first, last, w = marks[0], marks[-1], scoring.WINDOW
+    edges: list[scoring.Detection] = [
+        ("s", first - 1, 0.01, True),  # ordinary, p = 0.01 exactly counts at p <= 0.01
+        ("s", first, 0.0, True),  # its last event is the attack's first
+        ("s", last + w - 1, 0.0, True),  # its first event is the attack's last
+        ("s", last + w, 0.05, False),  # ordinary, p = 0.05 exactly counts at p <= 0.05
+    ]
+    e = scoring.score(records, answers, PHASES, edges)
+    assert (e.ordinary, e.ordinary_p0, e.ordinary_p01, e.ordinary_p05) == (2, 0, 1, 2)
     other_stream = scoring.score(records, answers, PHASES, [("x", 1000, 0.0, True)])
     assert other_stream.ordinary == 1  # another stream's positions are its own
 
