@@ -82,6 +82,8 @@ class Score:
     attacks: list[AttackScore] = field(default_factory=list)
     anomalies: int = 0
     incidents: int = 0
+    timeline: list[tuple[float, float | None, str | None]] = field(default_factory=list)  # opened, resolved, attack
+    origin: float = 0.0  # the first call's arrival: the timeline's seconds count from it
 
     def per_10k(self) -> float:
         return 10_000 * self.false_incidents / self.quiet_events if self.quiet_events else 0.0
@@ -105,6 +107,11 @@ class Score:
             "ordinary_share_p01": self.share(self.ordinary_p01),
             "ordinary_share_p05": self.share(self.ordinary_p05),
             "incidents": self.incidents,
+            "incident_timeline": [{"opened_s": o, "resolved_s": r, "attack": a} for o, r, a in self.timeline],
+            "attack_seconds": [
+                {"name": a.name, "start_s": round(a.start - self.origin, 1), "end_s": round(a.end - self.origin, 1)}
+                for a in self.attacks
+            ],
             "anomalies": self.anomalies,
             "attacks": [
                 {
@@ -204,9 +211,17 @@ def score(
             elif kind == "resolved" and ident in incidents:
                 incidents[ident].resolved = record["t"]
     result.incidents = len(incidents)
-    origin = records[0]["t"] if records else 0.0
+    origin = result.origin = records[0]["t"] if records else 0.0
     for incident in sorted(incidents.values(), key=lambda i: i.opened):
         hit = _attack_of(incident.opened, attacks, attribution)
+        incident.attack = None if hit is None else hit["name"]
+        result.timeline.append(
+            (
+                round(incident.opened - origin, 1),
+                None if incident.resolved is None else round(incident.resolved - origin, 1),
+                incident.attack,
+            )
+        )
         if hit is None:
             result.false_incidents += 1
             result.false_incident_times.append(incident.opened - origin)
