@@ -69,9 +69,11 @@ class ClientMetrics:
             "driftlock_client_requests", "Driftlock API calls made by this process", ["operation"], registry=registry
         )
         self.errors = Counter(
-            "driftlock_client_errors", "Driftlock API calls that failed, by error type", ["operation", "error"],
+            "driftlock_client_errors",
+            "Driftlock API calls that failed, by error type",
+            ["operation", "error"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.retries = Counter(
             "driftlock_client_retries", "Driftlock API retries, by cause", ["operation", "reason"], registry=registry
         )
