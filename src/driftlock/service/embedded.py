@@ -17,13 +17,12 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from driftlock.service.api import Api, Call
-from driftlock.service.detection import DetectionService
+from driftlock.service.api import Api, Call, DetectionService
 from driftlock.service.errors import ApiError
-from driftlock.service.store import MemoryStore, Store
+from driftlock.service.stores import open_store
 from driftlock.service.validation import parse_json
 
-__all__ = ["EmbeddedTransport", "default_path", "embedded_api"]
+__all__ = ["EmbeddedTransport", "default_path", "embedded_api", "open_store"]
 
 _apis: dict[str, tuple[int, Api]] = {}
 _lock = threading.Lock()
@@ -33,24 +32,6 @@ def default_path() -> Path:
     """``driftlock/embedded.sqlite3`` in the user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "driftlock" / "embedded.sqlite3"
-
-
-def open_store(path: str | Path) -> Store:
-    """``:memory:``, a ``postgresql://`` (or ``postgres://``) URL, or the path of a SQLite file."""
-    if str(path) == ":memory:":
-        return MemoryStore()
-    if str(path).startswith(("postgresql://", "postgres://")):
-        try:
-            from driftlock.service.postgres import PostgresStore
-        except ImportError as exc:
-            raise ImportError(
-                f"a postgresql:// database needs the postgres extra: pip install 'driftlock[postgres]' ({exc})"
-            ) from exc
-        return PostgresStore(str(path))
-    from driftlock.service.sqlite import SqliteStore
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(path)
 
 
 def embedded_api(path: str | Path | None = None) -> Api:
