@@ -1,9 +1,9 @@
 """Adaptive windowing (API-AND-CBAD.md §2.10): sizes chosen from what a stream's events look like.
 
 A stream with ``adaptive_window_enabled`` gets its baseline and window from its first batch after it
-was enabled, as the reference does without stored statistics: from up to 200 of the batch's events,
-the arrival rate (6 x the batch size, events an hour), the diversity of their lengths (coefficient of
-variation, at most 1), their byte entropy and their size each propose a baseline; the baseline is
+was enabled, as the reference does without stored statistics: the arrival rate (6 x the batch size,
+events an hour) and, from up to 200 of the batch's events, the diversity of their lengths (coefficient
+of variation, at most 1), their byte entropy and their size each propose a baseline; the baseline is
 their mean, bounded by what 50 MiB of such events allow, within 100 to 2000 events, and the window an
 eighth of it within 10 to 200. The sizes are kept in the stream's ``meta["adaptive"]`` and replace the
 sizes of the profile and of ``config_override`` (adaptive windowing is applied after overrides).
@@ -47,7 +47,7 @@ def sizes_for(events: Sequence[bytes]) -> Sizes:
     spread = math.sqrt(sum((n - mean) ** 2 for n in lengths) / len(lengths))
     diversity = min(1.0, spread / mean) if mean else 0.0
     entropy = _entropy(b"".join(sample))
-    by_rate = _clamp(math.floor(0.1 * 6 * len(sample)))
+    by_rate = _clamp(math.floor(0.1 * 6 * len(events)))
     by_diversity = _clamp(math.floor(200 * (1 + 0.5 * diversity)))
     by_entropy = _clamp(math.floor(200 * (1 + 0.1 * (entropy - 6)))) if entropy > 6 else 200
     by_memory = _clamp(MEMORY_BYTES / max(mean, 1.0) / 4)
