@@ -45,7 +45,7 @@ class Dispatcher:
         config: Config,
         callback: AnomalyCallback | None,
     ) -> None:
-        """Dispatch the incidents this batch (``items``, as sent) opened and resolved to the application
+        """Dispatch the incidents this batch (``items``, as sent) opened, updated and resolved to the application
         (``callback``: ON_ANOMALY, resolved before the batch was sent)."""
         anomalies = [a for a in sorted(result.anomalies, key=lambda a: a.index) if 0 <= a.index < len(items)]
         if result.incidents is None:
@@ -67,7 +67,7 @@ class Dispatcher:
             return
         incidents = {i.id: i for i in result.incidents}
         for anomaly in anomalies:
-            if anomaly.incident is not None and anomaly.incident.opened:
+            if anomaly.incident is not None and (anomaly.incident.opened or anomaly.incident.updated):
                 record, event = items[anomaly.index]
                 dispatch(
                     anomaly, SpanDetails.of(record, stream_id, event), callback, incidents.get(anomaly.incident.id)

@@ -34,7 +34,7 @@ __all__ = ["DemoOutcome", "IncidentListener", "Outcome", "Service"]
 logger = logging.getLogger("driftlock.service")
 
 IncidentListener = Callable[[str, dict[str, Any]], Any]
-"""Called as ``listener("opened" | "resolved", incident)`` after the change is stored."""
+"""Called as ``listener("opened" | "updated" | "resolved", incident)`` after the change is stored."""
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Outcome:
     batch_id: str
     elapsed: float  # seconds
     anomalies: list[dict[str, Any]] = field(default_factory=list)  # the records of the anomalies found
-    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # ("opened"|"resolved", incident row)
+    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (opened|updated|resolved, row)
     drift: dict[str, Any] | None = None  # the latest window against the stream's anchor
 
 
@@ -193,10 +193,20 @@ class Service:
                 commit.anomalies.append(anomaly)
                 out.anomalies.append(anomaly)
             step = incidents.step(
-                state, rule, result.position, d.p_value, anomaly, stream_id=record.stream_id, now=now, muted=muted
+                state,
+                rule,
+                result.position,
+                d.p_value,
+                anomaly,
+                stream_id=record.stream_id,
+                now=now,
+                muted=muted,
+                window_routes=lambda row: _window_routes(engine, settings, row),
             )
             if step.changed is not None:
                 rows[step.changed["id"]] = step.changed
+            if step.updated is not None:
+                out.changes.append(("updated", step.updated))
             if step.resolved is not None:
                 out.changes.append(("resolved", step.resolved))
                 thaw(engine, settings, forget=not step.absorbed)
@@ -526,6 +536,18 @@ class Service:
     def ping(self) -> None:
         """Raises what the store raises when it cannot be reached."""
         self.store.ping()
+
+
+def _window_routes(engine: StreamState, settings: DetectionSettings, row: dict[str, Any]) -> dict[str, float]:
+    """The routes the stream's current window over-represents against the baseline the open incident froze
+    (whose route shares the row keeps, computed once)."""
+    evidence = row.setdefault("evidence", {})
+    baseline = evidence.get("baseline")
+    if baseline is None:
+        shares = incidents.route_shares(event_value(e) for e in engine.frozen or ())
+        baseline = evidence["baseline"] = dict(sorted(shares.items(), key=lambda kv: -kv[1])[:50])
+    window = list(engine.events)[-settings.window_size :]
+    return incidents.over_represented(incidents.route_shares(event_value(e) for e in window), baseline)
 
 
 def _anomaly_record(

@@ -77,6 +77,7 @@ def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "last_position": row["last_position"],
         "explanation": row.get("explanation") or {},
         "feedback": row.get("feedback", []),
+        "updates": [{**u, "at": iso(u["at"])} for u in row.get("updates", [])],
     }
 
 
