@@ -8,13 +8,12 @@ resolving) and whom to tell (``changes``). It does no I/O.
 An open incident does not swallow what comes next: when its evidence changes, it is *updated*, and
 the application, the console and the webhooks are told, so an attack that starts during an open
 incident is still told as itself. Evidence changes, conservatively, when a detection that could have
-opened an incident (p <= the rule's ``p_value``) finds routes over-represented in its window (against
-the baseline the incident froze) that the incident had not seen, one of them holding at least
-:data:`NEW_SHARE` more of the window's events than of the baseline, or an NCD at least :data:`NCD_JUMP` above the highest the incident
-reached. What arrives within one window of the opening
-(or of the last update) is the same onset: it joins the evidence silently, so an attack whose window
-is still filling (or a scanner whose paths take turns) does not update its own incident. Another
-signal counts when it brings such surges.
+opened an incident (p <= the rule's ``p_value``) finds a route over-represented in its window that the
+incident had not seen, holding at least :data:`NEW_SHARE` more of the window's events than of the
+baseline the incident froze, or an NCD at least :data:`NCD_JUMP` above the highest the incident
+reached. What arrives within one window of the opening (or of the last update) is the same onset: it
+joins the evidence silently, so an attack whose window is still filling does not update its own
+incident. Another signal counts when it comes with such a route.
 """
 
 from __future__ import annotations
