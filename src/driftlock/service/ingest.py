@@ -16,6 +16,7 @@ from driftlock.events import SpanRecord, span_to_event, stream_for
 from driftlock.service.detection import Service
 from driftlock.service.errors import ServiceError
 from driftlock.service.validation import EventError
+from driftlock.service.validation import stream_id as stream_id_of
 
 __all__ = ["CHUNK", "ingest_spans"]
 
@@ -49,7 +50,8 @@ def ingest_spans(
             while chunk:  # a span whose event cannot be kept is rejected alone (nothing is stored before)
                 started = time.perf_counter()
                 try:
-                    service.detect(stream_id, [e for e, _ in chunk], trace_ids=[t for _, t in chunk])
+                    checked = stream_id_of(stream_id)  # a span may name any stream: read it as the API would
+                    service.detect(checked, [e for e, _ in chunk], trace_ids=[t for _, t in chunk])
                     if timed is not None:
                         timed(time.perf_counter() - started)
                     break
