@@ -71,3 +71,9 @@ __all__ = [
     "remove_anomaly_handler",
     "remove_incident_handler",
 ]
+
+for _name in __all__:  # reprs and tracebacks show driftlock.X, the one import path (as httpx does)
+    _public = globals()[_name]
+    if getattr(_public, "__module__", "").startswith("driftlock."):
+        _public.__module__ = "driftlock"
+del _name, _public

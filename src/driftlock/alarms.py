@@ -9,12 +9,11 @@ process then sees only its share of the stream, which is why the service's incid
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftlock.engine.settings import PROFILES
-from driftlock.service.incidents import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS
+from driftlock.incident_rule import ALARM_P_VALUE, DEFAULT_CONFIRMATIONS, IncidentRule, IncidentState
 
 __all__ = ["ALARM_P_VALUE", "DEFAULT_CONFIRMATIONS", "DEFAULT_WINDOW", "IncidentTracker", "raised", "window_for"]
 
@@ -32,32 +31,39 @@ def window_for(config_override: Mapping[str, Any] | None) -> int:
 
 
 class IncidentTracker:
-    """One stream's incidents. Positions are event counts along the stream, rising."""
+    """One stream's incidents, by :class:`~driftlock.incident_rule.IncidentRule`'s confirmations, with no
+    resolution to wait for: an alarm's incident lasts one window. Positions are event counts, rising."""
 
     def __init__(
         self, confirmations: int = DEFAULT_CONFIRMATIONS, window: int = DEFAULT_WINDOW, p_value: float = ALARM_P_VALUE
     ) -> None:
         if confirmations < 1 or window < 1:
             raise ValueError(f"confirmations and window must be at least 1, got {confirmations} and {window}")
-        self.confirmations = confirmations
-        self.window = window
-        self.p_value = p_value
-        self._recent: deque[int] = deque()
+        self.rule = IncidentRule(confirmations=confirmations, p_value=p_value, window=window, quiet=window)
+        self._state = IncidentState()
         self._incident_end = -1  # position up to which the current incident runs
+
+    @property
+    def confirmations(self) -> int:
+        return self.rule.confirmations
+
+    @property
+    def window(self) -> int:
+        return self.rule.window
+
+    @property
+    def p_value(self) -> float:
+        return self.rule.p_value
 
     def observe(self, position: int, p_value: float | None = None) -> bool:
         """An anomalous detection at ``position``; True when it raises an alarm."""
         if position <= self._incident_end:
             return False  # the incident already raised its alarm within the last window
-        if self.confirmations > 1 and p_value is not None and p_value > self.p_value:
+        if p_value is not None and not self.rule.confirms(p_value):
             return False
-        while self._recent and position - self._recent[0] > self.window:
-            self._recent.popleft()
-        self._recent.append(position)
-        if len(self._recent) < self.confirmations:
+        if self._state.confirm(self.rule, position, "") is None:
             return False
-        self._recent.clear()
-        self._incident_end = position + self.window
+        self._incident_end = position + self.rule.window
         return True
 
 

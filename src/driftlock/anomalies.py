@@ -111,8 +111,9 @@ def dispatch(
     m = anomaly.metrics
     routes = ", ".join(incident.routes) if incident and incident.routes else (span.route or span.name)
     logger.warning(
-        "Driftlock incident %sopened in stream %s (%s): %s (NCD %.3f, p=%.3f, trace %s)",
+        "Driftlock incident %s%s in stream %s (%s): %s (NCD %.3f, p=%.3f, trace %s)",
         f"{incident.id} " if incident else "",
+        "updated" if incident is not None and incident.change == "updated" else "opened",
         span.stream_id,
         routes,
         anomaly.why,

@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
 import driftlock
 from driftlock.config import Config
+from driftlock.registry import REGISTRY
 
 __all__ = ["FLUSH_TIMEOUT", "flush", "setup"]
 
@@ -35,9 +37,17 @@ logger = logging.getLogger("driftlock.celery")
 FLUSH_TIMEOUT = 5.0
 """Seconds a finishing worker process waits for its spans to be exported."""
 
-_lock = threading.Lock()
-_options: dict[str, Any] | None = None
-_started = False
+
+@dataclass
+class _Celery:
+    """This process's Celery integration (the registry's slot ``celery``)."""
+
+    options: dict[str, Any] | None = None  # given to setup(); None until it is called
+    started: bool = False
+
+
+def _state() -> _Celery:
+    return REGISTRY.slot("celery", _Celery)
 
 
 def setup(app: Any = None, **options: Any) -> None:
@@ -46,14 +56,14 @@ def setup(app: Any = None, **options: Any) -> None:
     ``app`` is accepted for symmetry with Celery's own integrations; the worker signals are global.
     Options are validated now, so a mistake shows when the worker module is imported.
     """
-    global _options
     from celery import signals
 
     if options:
         Config.resolve(**options)  # validate now; resolved again in the worker, with Django settings
-    with _lock:
-        first = _options is None
-        _options = dict(options)
+    state = _state()
+    with REGISTRY.lock:
+        first = state.options is None
+        state.options = dict(options)
     if not first:
         return
     signals.worker_init.connect(_start, weak=False, dispatch_uid="driftlock.worker_init")
@@ -65,12 +75,12 @@ def setup(app: Any = None, **options: Any) -> None:
 def _start(*args: Any, **kwargs: Any) -> None:
     """Configure the exporter and instrument Celery once; prefork children inherit what the worker's
     main process set up, so for them ``worker_process_init`` finds it done. Never raises into Celery."""
-    global _started
-    with _lock:
-        if _started:
+    state = _state()
+    with REGISTRY.lock:
+        if state.started:
             return
-        _started = True
-        options = dict(_options or {})
+        state.started = True
+        options = dict(state.options or {})
     try:
         _load_django_settings()
         driftlock.configure(**options)

@@ -15,13 +15,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from driftlock._urls import without_credentials
 from driftlock.exceptions import DriftlockConfigurationError
 
-__all__ = ["HOSTED_BASE_URL", "SPAN_KINDS", "Config"]
+__all__ = ["HOSTED_BASE_URL", "SPAN_KINDS", "Config", "environment_variables", "settings_table"]
 
 HOSTED_BASE_URL = "https://driftlock.net/api"
 SPAN_KINDS = ("server", "client", "internal", "producer", "consumer")
@@ -29,31 +29,219 @@ SPAN_KINDS = ("server", "client", "internal", "producer", "consumer")
 AnomalyCallback = Callable[..., Any]
 
 
+# -- what each setting is: its check, its environment spelling, its line in the docs ----------------------------
+
+
+class _Fail(Exception):
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+class Kind:
+    """A setting's type: ``check`` validates a value from Python (the Django dict, keywords), ``parse`` reads one
+    from an environment string first."""
+
+    def check(self, value: Any) -> Any:
+        return value
+
+    def parse(self, raw: str) -> Any:
+        return raw
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    url: bool = False
+
+    def check(self, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise _Fail("a non-empty string or None")
+        if self.url and value is not None and not value.startswith(("http://", "https://")):
+            raise _Fail("an http:// or https:// URL")
+        return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Flag(Kind):
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise _Fail("True or False")
+        return value
+
+    def parse(self, raw: str) -> Any:
+        if raw.lower() not in _TRUE | _FALSE:
+            raise _Fail("true or false")
+        return raw.lower() in _TRUE
+
+
+@dataclass(frozen=True)
+class Seconds(Kind):
+    zero: bool = False  # 0 allowed
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not self.zero):
+            raise _Fail("a number of seconds >= 0" if self.zero else "a positive number of seconds")
+        return float(value)
+
+    def parse(self, raw: str) -> Any:
+        try:
+            return float(raw)
+        except ValueError:
+            raise _Fail("a number of seconds") from None
+
+
+@dataclass(frozen=True)
+class Count(Kind):
+    low: int = 1
+    optional: bool = False  # None allowed
+
+    def check(self, value: Any) -> Any:
+        if self.optional and value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.low:
+            raise _Fail(f"an integer >= {self.low}")
+        return value
+
+    def parse(self, raw: str) -> Any:
+        try:
+            return int(raw)
+        except ValueError:
+            raise _Fail("an integer") from None
+
+
+@dataclass(frozen=True)
+class Names(Kind):
+    allowed: tuple[str, ...] | None = None
+    prefix: str | None = None
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _Fail("a list of strings")
+        if self.prefix is not None and any(not v.startswith(self.prefix) for v in value):
+            raise _Fail(f"a list of path prefixes starting with {self.prefix!r}")
+        if self.allowed is not None and any(v not in self.allowed for v in value):
+            raise _Fail(f"a list drawn from {', '.join(self.allowed)}")
+        return tuple(value)
+
+    def parse(self, raw: str) -> Any:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class JsonObject(Kind):
+    def check(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, Mapping):
+            raise _Fail("a dict of detection settings or None")
+        return dict(value) if value is not None else None
+
+    def parse(self, raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Fail("a JSON object") from None
+
+
+class Callback(Kind):
+    def check(self, value: Any) -> Any:
+        if value is not None and not (callable(value) or isinstance(value, str)):
+            raise _Fail("a callable, a dotted path to one, or None")
+        return value
+
+
+def about(kind: Kind, meaning: str, shown: str | None = None) -> dict[str, Any]:
+    """A :class:`Config` field's metadata: its kind, what it means, and how the docs show its default."""
+    return {"kind": kind, "meaning": meaning, "shown": shown}
+
+
 @dataclass(frozen=True, repr=False)
 class Config:
     """Resolved, immutable settings. Safe to share between threads.
 
-    Build it with :meth:`resolve`; the constructor takes already-validated values.
+    Build it with :meth:`resolve`; the constructor takes already-validated values. Each field is declared
+    once, here: its kind drives the checks and the environment's parsing, its meaning the docs' table
+    (:func:`settings_table`) and :mod:`driftlock.environment_variables`.
     """
 
-    api_key: str | None = None
-    base_url: str | None = None
-    stream_id: str | None = None
-    celery_stream_id: str | None = None
-    exclude_paths: tuple[str, ...] = ()
-    async_mode: bool = True
-    timeout: float = 10.0
-    max_retries: int = 3
-    retry_delay: float = 0.25
-    max_retry_delay: float = 8.0
-    max_batch_size: int = 256
-    config_override: Mapping[str, Any] | None = None
-    on_anomaly: AnomalyCallback | str | None = None
-    enabled: bool = True
-    capture_user_id: bool = False
-    span_kinds: tuple[str, ...] = ("server", "consumer")
-    confirmations: int | None = None
-    embedded_db: str | None = None
+    api_key: str | None = field(default=None, metadata=about(Text(), "Driftlock key, sent as `X-Api-Key`"))
+    base_url: str | None = field(
+        default=None,
+        metadata=about(
+            Text(url=True),
+            "API root; `/v1/...` is appended",
+            "hosted API; with neither key nor URL, the embedded engine",
+        ),
+    )
+    stream_id: str | None = field(
+        default=None,
+        metadata=about(Text(), "stream for spans without `driftlock.stream_id`", "the resource's `service.name`"),
+    )
+    celery_stream_id: str | None = field(
+        default=None, metadata=about(Text(), "stream for Celery task spans", "`STREAM_ID` + `.celery`")
+    )
+    exclude_paths: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            Names(prefix="/"),
+            "anchored path prefixes never traced nor exported (`/health/` excludes `/health/x`, not `/api/health/`)",
+            "`[]`",
+        ),
+    )
+    async_mode: bool = field(
+        default=True,
+        metadata=about(
+            Flag(), "batch processor on a background thread (`True`) or export before the response (`False`)"
+        ),
+    )
+    timeout: float = field(default=10.0, metadata=about(Seconds(), "one deadline per export or call, seconds", "`10`"))
+    max_retries: int = field(
+        default=3, metadata=about(Count(low=0), "retries on 429, 502, 503, 504 and connection errors")
+    )
+    retry_delay: float = field(
+        default=0.25,
+        metadata=about(
+            Seconds(zero=True), "seconds before the first retry; each further one waits twice as long, ±20%"
+        ),
+    )
+    max_retry_delay: float = field(
+        default=8.0,
+        metadata=about(
+            Seconds(), "the longest wait between two retries, seconds (`Retry-After` from the API wins)", "`8`"
+        ),
+    )
+    max_batch_size: int = field(default=256, metadata=about(Count(), "events per request"))
+    config_override: Mapping[str, Any] | None = field(
+        default=None,
+        metadata=about(JsonObject(), "detection settings sent with every request (`profile`, `baseline_size`, ...)"),
+    )
+    on_anomaly: AnomalyCallback | str | None = field(
+        default=None, metadata=about(Callback(), "callable, or dotted path to one, called as `f(anomaly, span)`")
+    )
+    enabled: bool = field(default=True, metadata=about(Flag(), "master switch"))
+    capture_user_id: bool = field(
+        default=False, metadata=about(Flag(), "put the user's primary key in events (`user_id`)")
+    )
+    span_kinds: tuple[str, ...] = field(
+        default=("server", "consumer"),
+        metadata=about(Names(allowed=SPAN_KINDS), "span kinds turned into events", '`["server", "consumer"]`'),
+    )
+    confirmations: int | None = field(
+        default=None,
+        metadata=about(
+            Count(optional=True),
+            "anomalous detections (each at p <= 0.01) within one window that open an incident; `1`: every anomaly. "
+            "Sent to the service in `config_override` when set",
+            "the service's rule: `3`",
+        ),
+    )
+    embedded_db: str | None = field(
+        default=None,
+        metadata=about(
+            Text(),
+            "the embedded engine's SQLite file, shared by every process on the machine; `:memory:`: this process only",
+            "`~/.cache/driftlock/embedded.sqlite3`",
+        ),
+    )
 
     # -- construction -------------------------------------------------------------------------
 
@@ -135,6 +323,7 @@ class Config:
 # -- validation ---------------------------------------------------------------------------------
 
 _FIELDS = [f.name for f in dataclasses.fields(Config)]
+_KINDS: dict[str, Kind] = {f.name: f.metadata["kind"] for f in dataclasses.fields(Config)}
 _VALID_KEYS = ", ".join(name.upper() for name in _FIELDS)
 
 
@@ -158,87 +347,42 @@ def _fail(key: str, expected: str, value: Any) -> DriftlockConfigurationError:
 
 def _check(key: str, name: str, value: Any) -> Any:
     """Validate one value for field ``name``; ``key`` is how the user spelled it."""
-    if name in ("api_key", "base_url", "stream_id", "celery_stream_id", "embedded_db"):
-        if value is not None and not (isinstance(value, str) and value.strip()):
-            raise _fail(key, "a non-empty string or None", value)
-        if name == "base_url" and value is not None and not value.startswith(("http://", "https://")):
-            raise _fail(key, "an http:// or https:// URL", value)
-        return value
-    if name in ("async_mode", "enabled", "capture_user_id"):
-        if not isinstance(value, bool):
-            raise _fail(key, "True or False", value)
-        return value
-    if name in ("timeout", "max_retry_delay"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise _fail(key, "a positive number of seconds", value)
-        return float(value)
-    if name == "retry_delay":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise _fail(key, "a number of seconds >= 0", value)
-        return float(value)
-    if name in ("max_retries", "max_batch_size", "confirmations"):
-        low = 0 if name == "max_retries" else 1
-        if name == "confirmations" and value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise _fail(key, f"an integer >= {low}", value)
-        return value
-    if name in ("exclude_paths", "span_kinds"):
-        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise _fail(key, "a list of strings", value)
-        if name == "exclude_paths":
-            bad = [v for v in value if not v.startswith("/")]
-            if bad:
-                raise _fail(key, "a list of path prefixes starting with '/'", value)
-        else:
-            bad = [v for v in value if v not in SPAN_KINDS]
-            if bad:
-                raise _fail(key, f"a list drawn from {', '.join(SPAN_KINDS)}", value)
-        return tuple(value)
-    if name == "config_override":
-        if value is not None and not isinstance(value, Mapping):
-            raise _fail(key, "a dict of detection settings or None", value)
-        return dict(value) if value is not None else None
-    if name == "on_anomaly":
-        if value is not None and not (callable(value) or isinstance(value, str)):
-            raise _fail(key, "a callable, a dotted path to one, or None", value)
-        return value
-    raise AssertionError(name)  # pragma: no cover - _FIELDS and this function list the same names
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+    try:
+        return _KINDS[name].check(value)
+    except _Fail as exc:
+        raise _fail(key, exc.expected, value) from None
 
 
 def _parse_env(name: str, raw: str) -> Any:
     """Turn an environment string into a typed value, then validate it like any other source."""
     var = "DRIFTLOCK_" + name.upper()
-    value: Any = raw
-    if name in ("async_mode", "enabled", "capture_user_id"):
-        if raw.lower() not in _TRUE | _FALSE:
-            raise DriftlockConfigurationError(f"{var} must be true or false, got {raw!r}.")
-        value = raw.lower() in _TRUE
-    elif name in ("timeout", "retry_delay", "max_retry_delay"):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise DriftlockConfigurationError(f"{var} must be a number of seconds, got {raw!r}.") from None
-    elif name in ("max_retries", "max_batch_size", "confirmations"):
-        try:
-            value = int(raw)
-        except ValueError:
-            raise DriftlockConfigurationError(f"{var} must be an integer, got {raw!r}.") from None
-    elif name in ("exclude_paths", "span_kinds"):
-        value = [part.strip() for part in raw.split(",") if part.strip()]
-    elif name == "config_override":
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise DriftlockConfigurationError(f"{var} must be a JSON object, got {raw!r}.") from None
+    try:
+        value = _KINDS[name].parse(raw)
+    except _Fail as exc:
+        raise DriftlockConfigurationError(f"{var} must be {exc.expected}, got {raw!r}.") from None
     try:
         return _check(var, name, value)
     except DriftlockConfigurationError as exc:
         raise DriftlockConfigurationError(exc.message.replace(f"setting {name.upper()}", var)) from None
+
+
+def _shown(f: dataclasses.Field[Any]) -> str:
+    if f.metadata["shown"] is not None:
+        return str(f.metadata["shown"])
+    return "none" if f.default is None else f"`{f.default!r}`"
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from the fields (a test keeps the README's copy equal)."""
+    lines = ["| Django key | keyword | meaning | default |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Config):
+        lines.append(f"| `{f.name.upper()}` | `{f.name}` | {f.metadata['meaning']} | {_shown(f)} |")
+    return "\n".join(lines)
+
+
+def environment_variables() -> dict[str, str]:
+    """Every ``DRIFTLOCK_*`` variable read, with what it means."""
+    return {"DRIFTLOCK_" + f.name.upper(): str(f.metadata["meaning"]) for f in dataclasses.fields(Config)}
 
 
 def django_settings_dict() -> Mapping[str, Any] | None:

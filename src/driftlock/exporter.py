@@ -6,11 +6,9 @@ settings then come from ``DRIFTLOCK_*`` variables and, once Django is configured
 dict, resolved at the first export. ``export()`` never raises and never outlives TIMEOUT; what it
 cannot deliver is counted in ``dropped_events``.
 
-What the application is told (the log line, ON_ANOMALY, handlers, the Django signal) is the
-incidents the detection service opens: the service decides them for the whole stream and marks the
-anomaly that opened each one, so exactly one process, the one that sent that batch, tells its
-handlers. Against an API that marks no incidents, this process applies the same rule to its own
-share of the stream (:mod:`driftlock.alarms`) and says once in the log that alarms are then per process.
+The exporter delivers; what the application is told of each answer (the log line, ON_ANOMALY,
+handlers, the Django signal) is the :class:`~driftlock.dispatcher.Dispatcher`'s to decide: the
+incidents the detection service opened, told by the one process that sent the batch.
 
 Two rules keep a failing API from costing the application anything (the practice of Sentry's and
 Elastic's transports): after a failed export, batches are dropped without a try for a pause that
@@ -33,14 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from driftlock._urls import without_credentials
-from driftlock.alarms import DEFAULT_CONFIRMATIONS, IncidentTracker, window_for
-from driftlock.anomalies import SpanDetails, dispatch, dispatch_incident
 from driftlock.client import DriftlockSyncClient
 from driftlock.config import Config
+from driftlock.dispatcher import Dispatcher
 from driftlock.events import SDK_SPAN_KINDS, SpanRecord, record_from_sdk_span, span_to_event, stream_for
 from driftlock.exceptions import DriftlockError, DriftlockRateLimitError, DriftlockValidationError
-from driftlock.models import DetectionResult
+from driftlock.registry import REGISTRY
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -51,15 +47,15 @@ logger = logging.getLogger("driftlock.exporter")
 DROP_LOG_INTERVAL = 60.0
 MAX_PAUSE = 60.0
 """Longest pause after failures before the exporter tries the API again."""
-MAX_TRACKED_STREAMS = 1000
-"""Streams whose incidents are followed at once; the least recently used one is forgotten first."""
 
-_live: weakref.WeakSet[DriftlockSpanExporter] = weakref.WeakSet()
+
+def _live() -> weakref.WeakSet[DriftlockSpanExporter]:
+    return REGISTRY.slot("exporters", weakref.WeakSet)
 
 
 def live_exporters() -> list[DriftlockSpanExporter]:
     """Exporters alive in this process (used by ``driftlock.configure`` to avoid a second one)."""
-    return list(_live)
+    return list(_live())
 
 
 def _close_at_exit(ref: weakref.ref[DriftlockSpanExporter]) -> None:
@@ -93,10 +89,8 @@ class DriftlockSpanExporter(SpanExporter):
         self._failures = 0
         self._paused_until = 0.0
         self._closing_deadline: float | None = None
-        self._streams: dict[str, tuple[IncidentTracker, int]] = {}  # per-process fallback: (incidents, sent)
-        self._streams_lock = threading.Lock()
-        self._warned_per_process = False
-        _live.add(self)
+        self.dispatcher = Dispatcher()  # tells the application of what each answer decided
+        _live().add(self)
         # Registered after the tracer provider's own exit hook (the provider exists first), so it runs
         # before the provider shuts down and drains its queue through this exporter.
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -199,57 +193,8 @@ class DriftlockSpanExporter(SpanExporter):
                 continue
             self._failures = 0
             self.exported_events += len(items)
-            self._tell(result, stream_id, items, config, callback)
+            self.dispatcher.tell(result, stream_id, items, config, callback)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
-
-    def _tell(
-        self,
-        result: DetectionResult,
-        stream_id: str,
-        items: list[tuple[SpanRecord, dict[str, Any]]],
-        config: Config,
-        callback: Any,
-    ) -> None:
-        """Dispatch the incidents this batch opened (and resolved) to the application's handlers."""
-        anomalies = [a for a in sorted(result.anomalies, key=lambda a: a.index) if 0 <= a.index < len(items)]
-        if result.incidents is None:
-            if not self._warned_per_process:
-                self._warned_per_process = True
-                logger.warning(
-                    "The Driftlock API at %s marks no incidents: alarms are counted by each process on its "
-                    "own share of a stream (CONFIRMATIONS %d)",
-                    without_credentials(config.api_root),
-                    config.confirmations or DEFAULT_CONFIRMATIONS,
-                )
-            with self._streams_lock:  # SimpleSpanProcessor exports from many request threads
-                tracker, sent = self._stream(stream_id, config)
-                alarms = [a for a in anomalies if tracker.observe(sent + a.index, a.metrics.p_value)]
-                self._streams[stream_id] = (tracker, sent + len(items))
-            for anomaly in alarms:
-                record, event = items[anomaly.index]
-                dispatch(anomaly, SpanDetails.of(record, stream_id, event), callback)
-            return
-        incidents = {i.id: i for i in result.incidents}
-        for anomaly in anomalies:
-            if anomaly.incident is not None and anomaly.incident.opened:
-                record, event = items[anomaly.index]
-                dispatch(
-                    anomaly, SpanDetails.of(record, stream_id, event), callback, incidents.get(anomaly.incident.id)
-                )
-        for incident in result.incidents:
-            if incident.change == "resolved":
-                dispatch_incident(incident)
-
-    def _stream(self, stream_id: str, config: Config) -> tuple[IncidentTracker, int]:
-        """This stream's incident tracker and the events sent to it so far (under ``_streams_lock``)."""
-        found = self._streams.pop(stream_id, None)  # re-inserted last: the dict keeps recency order
-        confirmations = config.confirmations or DEFAULT_CONFIRMATIONS
-        if found is None or found[0].confirmations != confirmations:
-            found = (IncidentTracker(confirmations, window_for(config.config_override)), 0)
-            if len(self._streams) >= MAX_TRACKED_STREAMS:
-                self._streams.pop(next(iter(self._streams)))
-        self._streams[stream_id] = found
-        return found
 
     def _pause(self, exc: DriftlockError) -> None:
         self._failures += 1
@@ -300,6 +245,17 @@ class DriftlockSpanExporter(SpanExporter):
         """Whether the span is of a kind this exporter turns into events (SPAN_KINDS)."""
         return SDK_SPAN_KINDS.get(span.kind.value) in self.config.span_kinds
 
+    def start_counting(self) -> None:
+        """A :class:`DriftlockBatchSpanProcessor` feeds this exporter: count what it queues from now on."""
+        with self._lock:
+            self.queued_spans = self.queued_spans or 0
+
+    def forget_queued(self) -> None:
+        """In a forked child the SDK starts with an empty queue: what was queued is the parent's to send.
+        (Called right after fork(), so it takes no lock: one held by a parent thread would never be released.)"""
+        if self.queued_spans is not None:
+            self.queued_spans = self._received_spans
+
     def count_queued(self, span: ReadableSpan) -> None:
         """A span entered the batch processor's queue (DriftlockBatchSpanProcessor calls this)."""
         if self._makes_event(span):
@@ -328,8 +284,7 @@ class DriftlockBatchSpanProcessor(BatchSpanProcessor):
     def __init__(self, exporter: DriftlockSpanExporter, **options: Any) -> None:
         super().__init__(exporter, **options)
         self._counting = exporter
-        with exporter._lock:
-            exporter.queued_spans = exporter.queued_spans or 0
+        exporter.start_counting()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=functools.partial(_forget_parent_queue, weakref.ref(exporter)))
 
@@ -342,5 +297,5 @@ class DriftlockBatchSpanProcessor(BatchSpanProcessor):
 def _forget_parent_queue(ref: weakref.ref[DriftlockSpanExporter]) -> None:
     """In a forked child the SDK starts with an empty queue: what was queued is the parent's to send."""
     exporter = ref()
-    if exporter is not None and exporter.queued_spans is not None:
-        exporter.queued_spans = exporter._received_spans
+    if exporter is not None:
+        exporter.forget_queued()

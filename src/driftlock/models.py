@@ -120,16 +120,18 @@ class AnomalyMetrics:
 
 @dataclass(frozen=True)
 class IncidentMark:
-    """An anomaly's place in an incident: ``opened`` is True for the anomaly that opened it."""
+    """An anomaly's place in an incident: ``opened`` is True for the anomaly that opened it, ``updated`` for one
+    that changed an open incident's evidence (the application is told of both)."""
 
     id: str
     opened: bool = False
+    updated: bool = False
 
     @classmethod
     def from_dict(cls, data: Any) -> IncidentMark | None:
         if not isinstance(data, Mapping) or data.get("id") is None:
             return None
-        return cls(id=str(data["id"]), opened=bool(data.get("opened", False)))
+        return cls(id=str(data["id"]), opened=bool(data.get("opened", False)), updated=bool(data.get("updated", False)))
 
 
 @dataclass(frozen=True)
@@ -371,7 +373,7 @@ class Incident:
     explanation: IncidentExplanation | None = None
     anomalies: tuple[Anomaly, ...] = ()
     feedback: tuple[Mapping[str, Any], ...] = ()
-    change: str | None = None  # in a detect answer: "opened" or "resolved"
+    change: str | None = None  # in a detect answer: "opened", "updated" or "resolved"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 from opentelemetry import trace
@@ -13,14 +12,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from driftlock.config import Config
 from driftlock.exporter import DriftlockBatchSpanProcessor, DriftlockSpanExporter, live_exporters
+from driftlock.registry import REGISTRY
 
 __all__ = ["configure", "sdk_disabled"]
 
 DEFAULT_SCHEDULE_DELAY_MS = 1000
 """Fresher than the SDK's 5 s default: an anomaly is worth knowing within seconds."""
-
-_lock = threading.Lock()
-_installed: dict[int, DriftlockSpanExporter] = {}
 
 
 def sdk_disabled() -> bool:
@@ -44,14 +41,15 @@ def configure(config: Config | None = None, **options: Any) -> DriftlockSpanExpo
     config = config.replace(**options) if config is not None and options else config or Config.resolve(**options)
     if not config.enabled or sdk_disabled():
         return None
-    with _lock:
+    installed: dict[int, DriftlockSpanExporter] = REGISTRY.slot("configure", dict)  # by tracer provider
+    with REGISTRY.lock:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
             trace.set_tracer_provider(TracerProvider(resource=Resource.create()))
             provider = trace.get_tracer_provider()
             if not isinstance(provider, TracerProvider):  # pragma: no cover - another SDK won the race
                 return None
-        existing = _installed.get(id(provider))
+        existing = installed.get(id(provider))
         if existing is not None:
             existing.configure(config)
             return existing
@@ -60,7 +58,7 @@ def configure(config: Config | None = None, **options: Any) -> DriftlockSpanExpo
             if from_env:
                 for exporter in from_env:
                     exporter.configure(config)
-                _installed[id(provider)] = from_env[0]
+                installed[id(provider)] = from_env[0]
                 return from_env[0]
         exporter = DriftlockSpanExporter(config)
         if config.async_mode:
@@ -68,5 +66,5 @@ def configure(config: Config | None = None, **options: Any) -> DriftlockSpanExpo
             provider.add_span_processor(DriftlockBatchSpanProcessor(exporter, schedule_delay_millis=delay))
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
-        _installed[id(provider)] = exporter
+        installed[id(provider)] = exporter
         return exporter

@@ -27,10 +27,10 @@ from driftlock.models import (
     StreamProfile,
     StreamTuning,
 )
+from driftlock.vocabulary import FEEDBACK_TYPES
 
 T = TypeVar("T")
 
-FEEDBACK_TYPES = ("false_positive", "confirmed", "dismissed")
 EXPORT_FORMATS = ("json", "markdown", "html", "pdf")
 PROFILES = ("sensitive", "balanced", "strict", "custom")
 PROFILE_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled")

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from driftlock.config import Config
 from driftlock.events import CONTEXT_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE
 from driftlock.exceptions import DriftlockConfigurationError
 from driftlock.models import Anomaly
+from driftlock.registry import REGISTRY
 
 __all__ = ["OTEL_MIDDLEWARE", "get_config", "instrument", "instrumentation_disabled"]
 
@@ -78,22 +80,30 @@ def response_hook(span: Span, request: HttpRequest, response: HttpResponse) -> N
         span.set_attribute(USER_ATTRIBUTE, "anonymous")
         return
     span.set_attribute(USER_ATTRIBUTE, "staff" if getattr(user, "is_staff", False) else "authenticated")
-    if _capture_user_id:
+    if _state().capture_user_id:
         span.set_attribute(USER_ID_ATTRIBUTE, str(user.pk))
 
 
-_capture_user_id = False
-_warned_hidden = False
+@dataclass
+class _Django:
+    """This process's Django integration (the registry's slot ``django``)."""
+
+    capture_user_id: bool = False
+    warned_hidden: bool = False
+
+
+def _state() -> _Django:
+    return REGISTRY.slot("django", _Django)
 
 
 def warn_hidden_answers() -> None:
     """Say once, at start-up, when the middleware's position hides answers made outside it."""
-    global _warned_hidden
     from driftlock.django.checks import hidden_answers
 
     problem = hidden_answers(list(settings.MIDDLEWARE), list(settings.INSTALLED_APPS))
-    if problem and not _warned_hidden:
-        _warned_hidden = True
+    state = _state()
+    if problem and not state.warned_hidden:
+        state.warned_hidden = True
         logger.warning("driftlock.W003: %s", problem)
 
 
@@ -111,13 +121,12 @@ def instrument(config: Config, *, keep_middleware: bool = False) -> None:
     because Django is iterating the real list while it builds middleware. ``True`` (the app's
     ``ready()``, before any handler exists): the instrumentation's middleware goes first in MIDDLEWARE.
     """
-    global _capture_user_id
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
 
     import driftlock
 
-    _capture_user_id = config.capture_user_id
+    _state().capture_user_id = config.capture_user_id
     driftlock.configure(config)
     add_anomaly_handler(send_signal)
     instrumentor = DjangoInstrumentor()

@@ -2,7 +2,8 @@
 
 HTTP concerns live here (authentication, body limits and decompression, content types, the error
 envelope); the routes are the API's operation table (:data:`driftlock.service.api.OPERATIONS`),
-each answered by the service on a worker thread, so that streams never wait on each other.
+each answered by the service on a worker thread, so that streams never wait on each other. The OTLP
+receiver decodes the request here and leaves the ingest rules to :mod:`driftlock.service.ingest`.
 """
 
 from __future__ import annotations
@@ -27,22 +28,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from driftlock.events import span_to_event, stream_for
 from driftlock.server import otlp
 from driftlock.server.console import console_routes
 from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier
-from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, Operation
-from driftlock.service.detection import DetectionService
+from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, DetectionService, Operation
 from driftlock.service.errors import ApiError
-from driftlock.service.validation import EventError, parse_json
+from driftlock.service.ingest import ingest_spans
+from driftlock.service.validation import parse_json
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("driftlock.server")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-OTLP_CHUNK = 1000
 
 
 def _request_id(request: Request) -> str:
@@ -163,44 +162,10 @@ def create_app(
             export = otlp.decode_request(body, content_type)
         except otlp.OtlpError as exc:
             raise ApiError(400, str(exc)) from None
-        rejected, message = await run_in_threadpool(_ingest_otlp, export)
+        rejected, message = await run_in_threadpool(
+            ingest_spans, service.core, otlp.records(export), kinds, timed=metrics.observe_detect
+        )
         return Response(otlp.encode_response(rejected, message, content_type), media_type=content_type)
-
-    def _ingest_otlp(export: Any) -> tuple[int, str]:
-        by_stream: dict[str, list[tuple[Any, str]]] = {}
-        rejected, problems = 0, []
-        for record in otlp.records(export):
-            try:
-                event = span_to_event(record, span_kinds=kinds)
-            except Exception as exc:  # a malformed span must not lose the rest of the batch
-                rejected += 1
-                problems.append(f"span {record.span_id or record.name}: {exc}")
-                continue
-            if event is not None:
-                by_stream.setdefault(stream_for(record), []).append((event, record.trace_id))
-        for stream_id, items in by_stream.items():
-            for start in range(0, len(items), OTLP_CHUNK):
-                chunk = items[start : start + OTLP_CHUNK]
-                while chunk:  # a span whose event cannot be kept is rejected alone (nothing is stored before)
-                    started = time.perf_counter()
-                    try:
-                        service.detect(
-                            {"stream_id": stream_id, "events": [e for e, _ in chunk]},
-                            request_id=str(time.time_ns()),
-                            trace_ids=[t for _, t in chunk],
-                        )
-                        metrics.observe_detect(time.perf_counter() - started)
-                        break
-                    except EventError as exc:
-                        rejected += 1
-                        trace = chunk[exc.index][1] or "?"
-                        problems.append(f"stream {stream_id}: the span of trace {trace}: {exc.message}")
-                        chunk = chunk[: exc.index] + chunk[exc.index + 1 :]
-                    except ApiError as exc:
-                        rejected += len(chunk)
-                        problems.append(f"stream {stream_id}: {exc.message}")
-                        break
-        return rejected, "; ".join(problems[:5])
 
     async def exposition(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
         body, content_type = metrics.render()
@@ -236,7 +201,7 @@ def create_app(
         return _error(request, ApiError(500, message), request_id=request_id)
 
     routes += console_routes(
-        service,
+        service.core,
         api_keys=api_keys,
         secret=console_secret or secrets.token_bytes(32),
         metrics=metrics,

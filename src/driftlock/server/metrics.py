@@ -71,6 +71,7 @@ COUNTERS = (
     ("anomalies", "driftlock_anomalies_detected", "Anomalies found."),
     ("detect_calls", "driftlock_detect_requests", "Detect calls answered (API and OTLP)."),
     ("incidents_opened", "driftlock_incidents_opened", "Incidents opened."),
+    ("incidents_updated", "driftlock_incidents_updated", "Open incidents whose evidence changed."),
     ("incidents_resolved", "driftlock_incidents_resolved", "Incidents resolved."),
 )
 """(key in the totals, metric name without ``_total``, help)."""
@@ -139,8 +140,8 @@ class Metrics:
         self._add("anomalies", anomalies)
 
     def on_incident(self, kind: str, incident: Mapping[str, Any]) -> None:
-        """A detection-service listener: counts incidents opened and resolved."""
-        if kind in ("opened", "resolved"):
+        """A detection-service listener: counts incidents opened, updated and resolved."""
+        if kind in ("opened", "updated", "resolved"):
             self._add(f"incidents_{kind}", 1)
 
     def add_notifier(self, stats: NotifierStats) -> None:

@@ -1,42 +1,15 @@
 """The Driftlock API's semantics over a store: detection, incidents, anomalies, feedback.
 
-Layers, from the bottom: :mod:`driftlock.engine` (pure detection) → this package (the API's
-semantics, the :class:`Store` protocol and its stores) → ``driftlock.server`` (HTTP) and the
-embedded transport → the clients.
+Layers, from the bottom: :mod:`driftlock.engine` (pure detection) and :mod:`driftlock.incident_rule`
+→ this package: the typed core (:class:`Service`, :mod:`.detection`) over the :class:`Store` protocol
+and its stores, and its edge (:class:`DetectionService` and the operation table, :mod:`.api`) →
+``driftlock.server`` (HTTP) and the embedded transport → the clients.
 """
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from driftlock.service.api import OPERATIONS, Answer, Api, Call, DemoLimiter, Operation
-    from driftlock.service.detection import DetectionService
-    from driftlock.service.errors import ApiError
-    from driftlock.service.store import MemoryStore, RecordCache, Store, StreamRecord
-
-_HOMES = {
-    "OPERATIONS": "api",
-    "Answer": "api",
-    "Api": "api",
-    "Call": "api",
-    "DemoLimiter": "api",
-    "Operation": "api",
-    "DetectionService": "detection",
-    "ApiError": "errors",
-    "MemoryStore": "store",
-    "RecordCache": "store",
-    "Store": "store",
-    "StreamRecord": "store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that the exporter's import of the incident rule's constants loads nothing else.
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(f"driftlock.service.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'driftlock.service' has no attribute {name!r}")
-
+from driftlock.service.api import OPERATIONS, Answer, Api, Call, DemoLimiter, DetectionService, Operation
+from driftlock.service.detection import Outcome, Service
+from driftlock.service.errors import ApiError, ServiceError
+from driftlock.service.store import MemoryStore, RecordCache, Store, StreamRecord
 
 __all__ = [
     "OPERATIONS",
@@ -48,7 +21,10 @@ __all__ = [
     "DetectionService",
     "MemoryStore",
     "Operation",
+    "Outcome",
     "RecordCache",
+    "Service",
+    "ServiceError",
     "Store",
     "StreamRecord",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 
 from driftlock.engine.cbad import analyse, compressor_for, entropy
 from driftlock.engine.settings import DetectionSettings
+from driftlock.registry import REGISTRY
 from driftlock.service.shapes import iso
 
 __all__ = [
@@ -50,8 +51,14 @@ DRIFT_P_VALUE = 0.01
 MIN_ANCHOR_EVENTS = 10
 MAX_ANCHOR_EVENTS = 800
 
-_decoded: OrderedDict[str, list[bytes]] = OrderedDict()
-_decoded_lock = threading.Lock()
+DECODED_ANCHORS = 32
+"""Anchors whose events are kept decoded, per process (the registry's slot ``anchors.decoded``)."""
+
+
+class _Decoded:
+    def __init__(self) -> None:
+        self.events: OrderedDict[str, list[bytes]] = OrderedDict()
+        self.lock = threading.Lock()
 
 
 def make_anchor(events: Sequence[bytes], settings: DetectionSettings, now: float) -> dict[str, Any]:
@@ -78,16 +85,17 @@ def active(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def _events(anchor: Mapping[str, Any]) -> list[bytes]:
     key = str(anchor["id"])
-    with _decoded_lock:
-        found = _decoded.get(key)
+    decoded = REGISTRY.slot("anchors.decoded", _Decoded)
+    with decoded.lock:
+        found = decoded.events.get(key)
         if found is not None:
-            _decoded.move_to_end(key)
+            decoded.events.move_to_end(key)
             return found
     events = [base64.b64decode(e) for e in anchor["events"]]
-    with _decoded_lock:
-        _decoded[key] = events
-        while len(_decoded) > 32:
-            _decoded.popitem(last=False)
+    with decoded.lock:
+        decoded.events[key] = events
+        while len(decoded.events) > DECODED_ANCHORS:
+            decoded.events.popitem(last=False)
     return events
 
 

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 
-from driftlock.service.api import Api, Call
-from driftlock.service.detection import DetectionService
+from driftlock.registry import REGISTRY
+from driftlock.service.api import Api, Call, DetectionService
 from driftlock.service.errors import ApiError
-from driftlock.service.store import MemoryStore, Store
+from driftlock.service.stores import open_store
 from driftlock.service.validation import parse_json
 
-__all__ = ["EmbeddedTransport", "default_path", "embedded_api"]
-
-_apis: dict[str, tuple[int, Api]] = {}
-_lock = threading.Lock()
+__all__ = ["EmbeddedTransport", "default_path", "embedded_api", "open_store"]
 
 
 def default_path() -> Path:
@@ -35,32 +31,11 @@ def default_path() -> Path:
     return Path(base) / "driftlock" / "embedded.sqlite3"
 
 
-def open_store(path: str | Path) -> Store:
-    """``:memory:``, a ``postgresql://`` (or ``postgres://``) URL, or the path of a SQLite file."""
-    if str(path) == ":memory:":
-        return MemoryStore()
-    if str(path).startswith(("postgresql://", "postgres://")):
-        try:
-            from driftlock.service.postgres import PostgresStore
-        except ImportError as exc:
-            raise ImportError(
-                f"a postgresql:// database needs the postgres extra: pip install 'driftlock[postgres]' ({exc})"
-            ) from exc
-        return PostgresStore(str(path))
-    from driftlock.service.sqlite import SqliteStore
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(path)
-
-
 def embedded_api(path: str | Path | None = None) -> Api:
     """The process's API over the store at ``path`` (one per path, made on first use)."""
     key = str(path or default_path())
-    with _lock:
-        found = _apis.get(key)
-        if found is None or found[0] != os.getpid():  # a store opened before fork() is not the child's
-            found = _apis[key] = (os.getpid(), Api(DetectionService(open_store(key))))
-        return found[1]
+    # per process: a store opened before fork() is not the child's
+    return REGISTRY.slot(f"embedded:{key}", lambda: Api(DetectionService(open_store(key))), per_process=True)
 
 
 class EmbeddedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):

@@ -1,14 +1,53 @@
-"""The API's error: an HTTP status, an error code and a message, as the error envelope carries them."""
+"""Errors: the service's domain errors, and the API's error answer that the edge maps them to.
+
+The service (:mod:`driftlock.service.detection`) raises a :class:`ServiceError` that says what is wrong
+(:class:`InvalidArgument`, :class:`NotFound`, :class:`Conflict`, :class:`NotReady`, :class:`TooLarge`);
+it knows no HTTP. The edge (:mod:`driftlock.service.api`, the embedded transport, ``driftlock serve``)
+answers with :class:`ApiError`, whose status and envelope (API-AND-CBAD.md §1.10) it takes from the
+domain error's ``code`` with :meth:`ApiError.of`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError"]
+__all__ = ["ApiError", "Conflict", "InvalidArgument", "NotFound", "NotReady", "ServiceError", "TooLarge"]
 
 
-class ApiError(Exception):
-    """An error answer of the Driftlock API (API-AND-CBAD.md §1.10)."""
+class ServiceError(Exception):
+    """Something the service refuses, said for a person; ``code`` names the kind, as the envelope does."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    code = "invalid_argument"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+
+
+class NotReady(ServiceError):
+    """The stream is not in the state the call needs (not calibrated yet)."""
+
+    code = "failed_precondition"
+
+
+class TooLarge(ServiceError):
+    code = "payload_too_large"
+
+
+class ApiError(ServiceError):
+    """An error answer of the Driftlock API: an HTTP status, an error code and a message."""
 
     CODES = {
         400: "invalid_argument",
@@ -23,13 +62,20 @@ class ApiError(Exception):
         429: "rate_limit_exceeded",
         503: "service_unavailable",
     }
+    STATUSES = {code: status for status, code in CODES.items()}
 
     def __init__(self, status: int, message: str, *, retry_after: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
         self.retry_after = retry_after
         self.code = code or self.CODES.get(status, "internal")
+
+    @classmethod
+    def of(cls, error: ServiceError) -> ApiError:
+        """The answer to a domain error (an ApiError is its own answer)."""
+        if isinstance(error, ApiError):
+            return error
+        return cls(cls.STATUSES.get(error.code, 500), error.message, code=error.code)
 
     def body(self, request_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from driftlock.service.errors import ApiError
+from driftlock.service.errors import InvalidArgument, NotFound
 from driftlock.service.shapes import iso
 
 __all__ = ["FORMATS", "MAX_EXPORT_ANOMALIES", "decode_job", "encode_job", "render"]
@@ -43,7 +43,7 @@ def check_format(value: Any) -> str:
     if value is None:
         return "json"
     if value not in FORMATS:
-        raise ApiError(400, f"format must be one of {', '.join(FORMATS)}, got {value!r}")
+        raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {value!r}")
     return str(value)
 
 
@@ -54,8 +54,8 @@ def encode_job(fmt: str, anomaly_ids: Sequence[str]) -> str:
 
 
 def decode_job(job_id: str) -> tuple[str, list[str]]:
-    """(format, anomaly ids) of a job id; ApiError 404 for anything that is not one."""
-    missing = ApiError(404, f"export job {job_id} not found")
+    """(format, anomaly ids) of a job id; NotFound for anything that is not one."""
+    missing = NotFound(f"export job {job_id} not found")
     if not job_id.startswith(_PREFIX) or len(job_id) > 20_000:
         raise missing
     try:

@@ -1,132 +1,221 @@
-"""Incidents: what a person is told, decided once per stream, where the whole stream is seen.
+"""A stream's incidents as the service keeps them: the rule (:mod:`driftlock.incident_rule`) applied to
+each detection, under the stream's lock, with the incident rows it opens, grows and resolves.
 
-A detection judges a window of recent events and runs again every few events, so one incident makes
-several anomalous detections in a row, while a p <= 0.05 test flags about one ordinary window in
-twenty by chance, and, since windows overlap, one chance fluctuation flags several neighbours at once.
-So an incident *opens* when ``confirmations`` anomalous detections, each at p <= ``p_value``, fall
-within one window of events (one confirmation: every anomaly opens one). While it is open, every
-anomalous detection joins it, and the stream's baseline is frozen, so an attack that goes on stays
-anomalous rather than being learnt, and stays one incident. It *resolves* after ``quiet`` events with
-no detection that could have opened it (at p <= ``p_value``; a window), and the baseline forgets what
-arrived while it was open. Weaker anomalies join it without keeping it open, so how long an incident
-lasts does not depend on how loose the stream's decision threshold is. An
-incident open for ``max_span`` events is the stream's new normal: it resolves as ``absorbed`` and the
-baseline learns it.
+:func:`step` is called once a detection, in order; it changes the stream's :class:`IncidentState` and
+the rows, and says what the caller must do to the engine's baseline (freeze it on opening, thaw it on
+resolving) and whom to tell (``changes``). It does no I/O.
 
-This module is the rule alone, on positions (event counts along the stream); the service applies it
-under the stream's lock, so every process and host sending one stream sees one truth. Figures:
-README, "Incidents".
+An open incident does not swallow what comes next: when its evidence changes, it is *updated*, and
+the application, the console and the webhooks are told, so an attack that starts during an open
+incident is still told as itself. Evidence changes, conservatively, when a detection that could have
+opened an incident (p <= the rule's ``p_value``) finds a route over-represented in its window that the
+incident had not seen, holding at least :data:`NEW_SHARE` more of the window's events than of the
+baseline the incident froze, or an NCD at least :data:`NCD_JUMP` above the highest the incident
+reached. What arrives within one window of the opening (or of the last update) is the same onset: it
+joins the evidence silently, so an attack whose window is still filling does not update its own
+incident. Another signal counts when it comes with such a route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ALARM_P_VALUE", "DEFAULT_CONFIRMATIONS", "IncidentRule", "IncidentState", "merge_explanation", "route_of"]
+from driftlock.incident_rule import (
+    ALARM_P_VALUE,
+    DEFAULT_CONFIRMATIONS,
+    IncidentRule,
+    IncidentState,
+    merge_explanation,
+    route_of,
+)
 
-DEFAULT_CONFIRMATIONS = 3
-"""Three of the five detections that see a 50-event window (hop 10). On ``benchmarks/quality.py``
-2 confirmations at p <= 0.02 found every episode too, with a shorter delay, but raised about three
-times the false alarms of long quiet runs."""
-ALARM_P_VALUE = 0.01
-"""With more than one confirmation, a detection confirms an incident only at p <= this. Windows
-overlap, so one chance fluctuation of ordinary traffic makes several neighbouring detections at
-p of 0.01 to 0.05; real incidents measured here reach p <= 0.01 (most p = 0)."""
-MAX_SPAN_BASELINES = 5
-"""An incident open for this many baselines' worth of events is the stream's new normal."""
-EXPLANATION_LIMITS = {"surges": 8, "least_like": 5, "routes": 8}
+__all__ = [
+    "ALARM_P_VALUE",
+    "DEFAULT_CONFIRMATIONS",
+    "IncidentRule",
+    "IncidentState",
+    "Step",
+    "incident_mark",
+    "merge_explanation",
+    "new_row",
+    "over_represented",
+    "route_of",
+    "route_shares",
+    "step",
+]
 
-
-@dataclass(frozen=True)
-class IncidentRule:
-    confirmations: int = DEFAULT_CONFIRMATIONS
-    p_value: float = ALARM_P_VALUE
-    window: int = 50
-    quiet: int = 50
-    max_span: int = 2000
-
-    @classmethod
-    def for_sizes(cls, baseline: int, window: int, confirmations: int | None = None) -> IncidentRule:
-        return cls(
-            confirmations=confirmations or DEFAULT_CONFIRMATIONS,
-            window=window,
-            quiet=window,
-            max_span=MAX_SPAN_BASELINES * baseline,
-        )
-
-    def confirms(self, p_value: float) -> bool:
-        return self.confirmations == 1 or p_value <= self.p_value
+NEW_SHARE = 0.2
+"""A route new to the incident is new evidence when it holds at least this share of the window's events more
+than it held of the baseline (a scanner's paths, a few percent each, never do)."""
+OVER = 0.04
+"""A route is over-represented when its share of the window exceeds its share of the baseline by this."""
+NCD_JUMP = 0.2
+"""An NCD this far above the incident's highest is new evidence (a jump in strength)."""
+MAX_KNOWN_ROUTES = 100
+MAX_UPDATES = 20
+"""Updates kept on an incident's row, newest last (the console shows them)."""
 
 
 @dataclass
-class IncidentState:
-    """One stream's incident bookkeeping, stored with the stream.
+class Step:
+    """What one detection did to the stream's incidents."""
 
-    ``pending`` holds the confirming detections (position, anomaly id) of an incident not yet
-    opened; ``open`` is the open incident's row (its id, times, positions, explanation)."""
-
-    open: dict[str, Any] | None = None
-    pending: list[tuple[int, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"open": self.open, "pending": [list(p) for p in self.pending]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> IncidentState:
-        if not data:
-            return cls()
-        return cls(open=data.get("open"), pending=[(int(p), str(a)) for p, a in data.get("pending", [])])
-
-    def confirm(self, rule: IncidentRule, position: int, anomaly_id: str) -> list[str] | None:
-        """A confirming detection; the anomaly ids that open an incident, when they now do."""
-        self.pending = [(p, a) for p, a in self.pending if position - p <= rule.window]
-        self.pending.append((position, anomaly_id))
-        if len(self.pending) < rule.confirmations:
-            return None
-        members = [a for _, a in self.pending]
-        self.pending = []
-        return members
+    opened: dict[str, Any] | None = None  # the row of the incident it opened (freeze the baseline)
+    updated: dict[str, Any] | None = None  # the row of the open incident whose evidence it changed
+    resolved: dict[str, Any] | None = None  # the row of the incident it resolved (thaw the baseline)
+    absorbed: bool = False  # resolved as the stream's new normal: the baseline learns what came
+    members: list[str] = field(default_factory=list)  # earlier anomalies that confirmed the opened incident
+    changed: dict[str, Any] | None = None  # the row it changed (to store)
 
 
-def route_of(event: Any) -> str | None:
-    """What an event names as where it happened: ``METHOD route`` for requests, a task, an endpoint."""
-    if not isinstance(event, Mapping):
+def incident_mark(incident_id: str | None, opened: bool, *, updated: bool = False) -> dict[str, Any] | None:
+    """An anomaly's ``incident``: which incident it belongs to, and whether it opened it (or updated it)."""
+    if incident_id is None:
         return None
-    body = event.get("body")
-    fields: Mapping[str, Any] = body if isinstance(body, Mapping) else event
-    for key in ("route", "endpoint", "path", "task", "name", "action"):
-        value = fields.get(key)
-        if isinstance(value, str | int) and str(value):
-            method = fields.get("method")
-            return f"{method} {value}" if isinstance(method, str) else str(value)
-    return None
+    mark: dict[str, Any] = {"id": incident_id, "opened": opened}
+    if updated:
+        mark["updated"] = True
+    return mark
 
 
-def _key(event: Any) -> str:
-    import json
+def route_shares(events: Iterable[Any]) -> dict[str, float]:
+    """Each route's share of ``events`` (decoded events; those naming no route count as ``?``)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for event in events:
+        route = route_of(event) or "?"
+        counts[route] = counts.get(route, 0) + 1
+        total += 1
+    return {route: n / total for route, n in counts.items()} if total else {}
 
-    return json.dumps(event, sort_keys=True, default=str)
+
+def over_represented(window: Mapping[str, float], baseline: Mapping[str, float]) -> dict[str, float]:
+    """The routes whose share of the window exceeds their share of the baseline by :data:`OVER`, with the excess."""
+    excess = {route: share - baseline.get(route, 0.0) for route, share in window.items() if route != "?"}
+    return {route: e for route, e in excess.items() if e >= OVER}
 
 
-def merge_explanation(current: Mapping[str, Any] | None, found: Mapping[str, Any]) -> dict[str, Any]:
-    """An incident's evidence after one more anomaly: the surging events with their highest counts,
-    the least-like events, and the routes they name (bounded)."""
-    merged: dict[str, Any] = dict(current or {})
-    merged.setdefault("summary", found.get("summary", ""))
-    merged.setdefault("signal", found.get("signal", ""))
-    surges = {_key(s["event"]): s for s in merged.get("surges", [])}
-    for surge in found.get("surges", []):
-        key = _key(surge["event"])
-        if key not in surges or surge["count"] > surges[key]["count"]:
-            surges[key] = surge
-    merged["surges"] = sorted(surges.values(), key=lambda s: -int(s["count"]))[: EXPLANATION_LIMITS["surges"]]
-    least = {_key(e["event"]): e for e in merged.get("least_like", [])}
-    for item in found.get("least_like", []):
-        if len(least) < EXPLANATION_LIMITS["least_like"]:
-            least.setdefault(_key(item["event"]), item)
-    merged["least_like"] = list(least.values())
-    routes = [r for item in (*merged["surges"], *merged["least_like"]) if (r := route_of(item["event"]))]
-    merged["routes"] = list(dict.fromkeys(routes))[: EXPLANATION_LIMITS["routes"]]
-    return merged
+def _ncd(anomaly: Mapping[str, Any]) -> float:
+    return float((anomaly.get("metrics") or {}).get("ncd") or 0.0)
+
+
+def _evidence(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's evidence bookkeeping: the routes its surges named, its highest NCD, and the position from
+    which a change counts as new (one window after the opening or the last update)."""
+    found = row.get("evidence")
+    if not isinstance(found, dict):
+        found = row["evidence"] = {}
+    found.setdefault("routes", [])
+    found.setdefault("peak_ncd", 0.0)
+    found.setdefault("settled_at", row["last_position"])  # a row stored before updates existed
+    return found
+
+
+def _changed(
+    row: dict[str, Any], rule: IncidentRule, position: int, anomaly: Mapping[str, Any], over: dict[str, float]
+) -> str | None:
+    """What new evidence ``anomaly`` (whose window over-represents the routes ``over``) brings to the open
+    incident, said in words; None when nothing new (the evidence then takes in what it brought)."""
+    evidence = _evidence(row)
+    new = {r: share for r, share in over.items() if r not in evidence["routes"]}
+    ncd = _ncd(anomaly)
+    settled = position >= evidence["settled_at"]
+    what = None
+    big = [route for route, excess in new.items() if excess >= NEW_SHARE]
+    if settled and big:
+        what = "new surging route(s): " + ", ".join(big)
+    elif settled and ncd >= evidence["peak_ncd"] + NCD_JUMP:
+        what = f"strength rose: NCD {ncd:.3f} (was at most {evidence['peak_ncd']:.3f})"
+    if not settled or what is not None:  # the onset's routes, or the new attack's, are the incident's now
+        evidence["routes"] = list(dict.fromkeys([*evidence["routes"], *new]))[-MAX_KNOWN_ROUTES:]
+    evidence["peak_ncd"] = max(float(evidence["peak_ncd"]), ncd)
+    if what is not None:
+        evidence["settled_at"] = position + rule.window
+    return what
+
+
+def new_row(
+    stream_id: str, position: int, now: float, anomaly: Mapping[str, Any], members: int, muted: bool
+) -> dict[str, Any]:
+    """The row of an incident opened at ``position`` by ``anomaly``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "stream_id": stream_id,
+        "status": "muted" if muted else "open",
+        "opened_ts": now,
+        "last_seen_ts": now,
+        "resolved_ts": None,
+        "resolution": None,
+        "anomaly_count": members,
+        "opened_position": position,
+        "last_position": position,
+        "opened_by": anomaly["id"],
+        "muted": muted,
+        "explanation": merge_explanation(None, anomaly["explanation"]),
+        "feedback": [],
+    }
+
+
+def step(
+    state: IncidentState,
+    rule: IncidentRule,
+    position: int,
+    p_value: float,
+    anomaly: dict[str, Any] | None,
+    *,
+    stream_id: str,
+    now: float,
+    muted: bool,
+    window_routes: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+) -> Step:
+    """Apply the rule to one detection at ``position`` (``anomaly``: its record when it was anomalous; it gets
+    its ``incident_id`` and ``incident`` mark here). ``window_routes(row)`` gives the routes the detection's
+    window over-represents against the open incident's baseline (asked only of detections that may update)."""
+    out = Step()
+    row = state.open
+    if row is not None:
+        if anomaly is not None:
+            what = None
+            if rule.confirms(p_value) and window_routes is not None:
+                what = _changed(row, rule, position, anomaly, window_routes(row))
+            elif rule.confirms(p_value):
+                what = _changed(row, rule, position, anomaly, {})
+            row.update(
+                last_seen_ts=now,
+                anomaly_count=row["anomaly_count"] + 1,
+                explanation=merge_explanation(row["explanation"], anomaly["explanation"]),
+            )
+            if rule.confirms(p_value):  # only what could open an incident keeps one open
+                row["last_position"] = position
+            anomaly["incident_id"] = row["id"]
+            told = what is not None and not row.get("muted")
+            anomaly["incident"] = incident_mark(row["id"], False, updated=told)
+            if what is not None:
+                row["updates"] = [
+                    *row.get("updates", []),
+                    {"at": now, "position": position, "anomaly_id": anomaly["id"], "change": what},
+                ][-MAX_UPDATES:]
+                out.updated = row
+            out.changed = row
+        quiet = position - row["last_position"]
+        if quiet >= rule.quiet or position - row["opened_position"] >= rule.max_span:
+            out.absorbed = quiet < rule.quiet
+            row.update(status="resolved", resolved_ts=now, resolution="absorbed" if out.absorbed else "quiet")
+            out.resolved = out.changed = row
+            state.open = None
+        return out
+    if anomaly is None or not rule.confirms(p_value):
+        return out
+    members = state.confirm(rule, position, anomaly["id"])
+    if members is None:
+        return out
+    row = new_row(stream_id, position, now, anomaly, len(members), muted)
+    row["evidence"] = {"routes": [], "peak_ncd": _ncd(anomaly), "settled_at": position + rule.window}
+    state.open = out.opened = out.changed = row
+    anomaly["incident_id"] = row["id"]
+    anomaly["incident"] = incident_mark(row["id"], not muted)
+    out.members = [m for m in members if m != anomaly["id"]]
+    return out

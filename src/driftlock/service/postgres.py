@@ -19,7 +19,6 @@ import hashlib
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -29,21 +28,11 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from driftlock.engine.settings import MAX_STATE_EVENTS
-from driftlock.engine.stream import StreamState
-from driftlock.service.incidents import IncidentState
-from driftlock.service.shapes import iso
-from driftlock.service.store import (
-    TIMELINE_SECONDS,
-    AnomalyFilter,
-    Commit,
-    StoreConflictError,
-    StreamRecord,
-    StreamSession,
-    stream_summary,
-)
+from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record
+from driftlock.service.store import TIMELINE_SECONDS, Commit, StoreConflictError, StreamRecord, StreamSession
 from driftlock.service.webhooks import SqlWebhooks
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "is_postgres_url", "lock_key"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "lock_key"]
 
 MIGRATIONS: list[list[str]] = [
     [  # 1: streams with their history and frozen baseline, anomalies, feedback, incidents, timeline
@@ -130,12 +119,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = -0x64726966746C6F63  # "driftloc": the advisory lock held while the schema is created or upgraded
 THREAD_SLOTS = 4096
 
-_STREAM_COLUMNS = (
-    "stream_id, version, events_ingested, since_detection, anomaly_count, detections, last_event_at, "
-    "created_at, last_detection_at, history_next, history_epoch, frozen_start, incident, meta"
-)
-
-
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 """A replica that stops mid-call (hung, not dead) loses its transaction and the stream's lock after this."""
 
@@ -144,10 +127,6 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.autocommit = True
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
     conn.autocommit = False
-
-
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
 
 
 def lock_key(stream_id: str) -> int:
@@ -167,10 +146,13 @@ def describe(url: str) -> str:
     return f"postgresql://{user}{params.get('host', '')}{port}/{params.get('dbname', '')}"
 
 
-class PostgresStore:
-    """Thread-safe, process-safe and host-safe; a pool of connections per process.
+class PostgresStore(SqlStore):
+    """Thread-safe, process-safe and host-safe; a pool of connections per process. The reads are
+    :class:`~driftlock.service.sql.SqlStore`'s.
 
     ``max_size`` bounds this process's connections (each replica holds up to that many)."""
+
+    INSERTION_ORDER = "seq"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         self.url = url
@@ -228,10 +210,6 @@ class PostgresStore:
     def close(self) -> None:
         self._pool.close()
 
-    def ping(self) -> None:
-        with self._connection() as conn:
-            conn.execute("SELECT 1").fetchone()
-
     # -- one stream, locked ------------------------------------------------------------------
 
     @contextmanager
@@ -272,144 +250,12 @@ class PostgresStore:
             finally:
                 self._pool.putconn(conn)
 
-    # -- reads ----------------------------------------------------------------------------------
-
-    def _summary(self, row: Sequence[Any]) -> dict[str, Any]:
-        stream_id, version, ingested, _, anomalies, detections, last_event, created, last_det = row[:9]
-        incident, meta, history, open_incidents = row[12:16]
-        summary = stream_summary(
-            StreamRecord(
-                engine=StreamState(stream_id, events_ingested=ingested, detections=detections, anomaly_count=anomalies,
-                                   last_event_at=last_event),
-                incident=IncidentState.from_json(incident),
-                meta=meta or {},
-                version=version,
-                created_at=created or 0.0,
-                last_detection_at=last_det,
-            )
-        )  # fmt: skip
-        summary["history_events"] = int(history)
-        summary["open_incidents"] = int(open_incidents)
-        return summary
-
-    _SUMMARY = (
-        f"SELECT {_STREAM_COLUMNS}, "
-        "(SELECT count(*) FROM stream_events e WHERE e.stream_id = s.stream_id), "
-        "(SELECT count(*) FROM incidents i WHERE i.stream_id = s.stream_id AND i.status = 'open') "
-        "FROM streams s"
-    )
-
-    def stream(self, stream_id: str) -> dict[str, Any] | None:
+    @contextmanager
+    def _reading(self) -> Iterator[Execute]:
         with self._connection() as conn:
-            row = conn.execute(self._SUMMARY + " WHERE s.stream_id = %s", (stream_id,)).fetchone()
-        return self._summary(row) if row is not None else None
+            yield lambda sql, args=(): conn.execute(sql.replace("?", "%s"), args)
 
-    def list_streams(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        with self._connection() as conn:
-            total = _count(conn.execute("SELECT count(*) FROM streams").fetchone())
-            rows = conn.execute(self._SUMMARY + " ORDER BY s.stream_id LIMIT %s OFFSET %s", (limit, offset)).fetchall()
-        return [self._summary(r) for r in rows], total
-
-    def recent_events(self, stream_id: str, limit: int) -> list[bytes]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT data FROM stream_events WHERE stream_id = %s ORDER BY seq DESC LIMIT %s", (stream_id, limit)
-            ).fetchall()
-        return [bytes(r[0]) for r in reversed(rows)]
-
-    def list_anomalies(self, where: AnomalyFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        clauses, args = [], []
-        for column, value, op in (
-            ("stream_id", where.stream_id, "="),
-            ("status", where.status, "="),
-            ("incident_id", where.incident_id, "="),
-            ("detected_ts", where.since, ">="),
-            ("detected_ts", where.until, "<="),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} %s")
-                args.append(value)
-        sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._connection() as conn:
-            total = _count(conn.execute(f"SELECT count(*) FROM anomalies {sql_where}", args).fetchone())
-            rows = conn.execute(
-                f"SELECT record, status, incident_id FROM anomalies {sql_where} ORDER BY seq DESC LIMIT %s OFFSET %s",
-                [*args, limit, offset],
-            ).fetchall()
-        return [_anomaly(r) for r in rows], total
-
-    def get_anomaly(self, anomaly_id: str) -> dict[str, Any] | None:
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT record, status, incident_id FROM anomalies WHERE id = %s", (anomaly_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            feedback = conn.execute(
-                "SELECT feedback_type, reason, created_at FROM feedback WHERE anomaly_id = %s ORDER BY seq",
-                (anomaly_id,),
-            ).fetchall()
-        record = _anomaly(row)
-        record["feedback"] = [{"feedback_type": f[0], "reason": f[1], "created_at": f[2]} for f in feedback]
-        return record
-
-    def add_feedback(self, anomaly_id: str, feedback_type: str, reason: str | None, status: str) -> bool:
-        with self._connection() as conn:
-            found = conn.execute("UPDATE anomalies SET status = %s WHERE id = %s", (status, anomaly_id)).rowcount
-            if found:
-                conn.execute(
-                    "INSERT INTO feedback (anomaly_id, feedback_type, reason, created_at) VALUES (%s, %s, %s, %s)",
-                    (anomaly_id, feedback_type, reason, iso(time.time())),
-                )
-        return bool(found)
-
-    def list_incidents(
-        self, stream_id: str | None, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        clauses, args = [], []
-        if stream_id is not None:
-            clauses.append("stream_id = %s")
-            args.append(stream_id)
-        if status is not None:
-            clauses.append("status = %s")
-            args.append(status)
-        sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._connection() as conn:
-            total = _count(conn.execute(f"SELECT count(*) FROM incidents {sql_where}", args).fetchone())
-            rows = conn.execute(
-                f"SELECT record FROM incidents {sql_where} ORDER BY opened_ts DESC, id LIMIT %s OFFSET %s",
-                [*args, limit, offset],
-            ).fetchall()
-        return [dict(r[0]) for r in rows], total
-
-    def get_incident(self, incident_id: str) -> dict[str, Any] | None:
-        with self._connection() as conn:
-            row = conn.execute("SELECT record FROM incidents WHERE id = %s", (incident_id,)).fetchone()
-        return dict(row[0]) if row else None
-
-    def timeline(self, stream_id: str, since: float) -> tuple[list[tuple[int, int]], list[tuple[Any, ...]]]:
-        with self._connection() as conn:
-            minutes = conn.execute(
-                "SELECT minute, events FROM stream_minutes WHERE stream_id = %s AND minute >= %s ORDER BY minute",
-                (stream_id, int(since // 60)),
-            ).fetchall()
-            detections = conn.execute(
-                "SELECT at, position, ncd, p_value, anomaly FROM detections WHERE stream_id = %s AND at >= %s "
-                "ORDER BY at, position",
-                (stream_id, since),
-            ).fetchall()
-        return [(int(m), int(n)) for m, n in minutes], [(a, p, n, pv, bool(x)) for a, p, n, pv, x in detections]
-
-
-def _count(row: Sequence[Any] | None) -> int:
-    return int(row[0]) if row is not None else 0
-
-
-def _anomaly(row: Sequence[Any]) -> dict[str, Any]:
-    record: dict[str, Any] = dict(row[0])
-    record["status"] = row[1]
-    record["incident_id"] = row[2]  # joined to an incident after it was written
-    return record
+    _writing = _reading  # the connection's transaction commits when the block ends
 
 
 class _PostgresSession:
@@ -427,44 +273,16 @@ class _PostgresSession:
         self.record: StreamRecord | None = self._load(row, cached) if row is not None else None
 
     def _load(self, row: Sequence[Any], cached: StreamRecord | None) -> StreamRecord:
-        stream_id, version, ingested, since, anomalies, detections, last_event, created, last_det = row[:9]
-        history_next, epoch, frozen_start, incident, meta, newer, held = row[9:]
+        version, epoch, newer, held = row[1], row[10], row[14], row[15]
         if cached is not None and cached.version == version:
             return cached
-        if cached is not None and cached.history_epoch == epoch:  # the history only grew: add what is new
-            events = cached.engine.events
-            events.extend(newer)
-            frozen = cached.engine.frozen
-        else:
-            if cached is not None:  # rewritten since cached: read it whole
-                with self._conn.cursor(binary=True) as again:
-                    again.execute(_LOAD, {"id": stream_id, "since": 0, "all": True})
-                    found = again.fetchone()
-                assert found is not None  # the lock is held: the row cannot go away
-                newer, held = found[14:]
-            events = deque(newer, maxlen=MAX_STATE_EVENTS)
-            frozen = list(held) if frozen_start is not None else None
-        engine = StreamState(
-            stream_id=stream_id,
-            events=events,
-            events_ingested=ingested,
-            since_detection=since,
-            anomaly_count=anomalies,
-            detections=detections,
-            last_event_at=last_event,
-            frozen=frozen,
-            frozen_start=frozen_start or 0,
-        )
-        return StreamRecord(
-            engine=engine,
-            incident=IncidentState.from_json(incident),
-            meta=meta or {},
-            version=version,
-            created_at=created or time.time(),
-            last_detection_at=last_det,
-            history_next=history_next,
-            history_epoch=epoch,
-        )
+        if cached is not None and cached.history_epoch != epoch:  # rewritten since cached: read it whole
+            with self._conn.cursor(binary=True) as again:
+                again.execute(_LOAD, {"id": row[0], "since": 0, "all": True})
+                found = again.fetchone()
+            assert found is not None  # the lock is held: the row cannot go away
+            newer, held = found[14:]
+        return build_record(row, newer, list(held) if held is not None else None, cached=cached)
 
     def commit(self, change: Commit) -> None:
         if self.committed:
@@ -484,15 +302,7 @@ class _PostgresSession:
 
     def _write(self, change: Commit) -> None:
         record, e = change.record, change.record.engine
-        if change.rewrite_history:
-            new_history = list(e.events)
-            record.history_epoch += 1
-        else:
-            new_history = list(e.events)[-change.appended :] if change.appended else []
-        if change.frozen_changed:
-            record.history_epoch += 1
-        first_seq = record.history_next
-        record.history_next += len(new_history)
+        new_history, first_seq = advance_history(change)
         joined = dict(change.attach)
         anomalies = change.anomalies
         new_ids = {a["id"] for a in anomalies}
@@ -563,7 +373,7 @@ class _PostgresSession:
             conn.commit()
 
 
-_LOAD = f"""SELECT {_STREAM_COLUMNS},
+_LOAD = f"""SELECT {STREAM_COLUMNS},
     (SELECT coalesce(array_agg(data ORDER BY seq), '{{}}') FROM stream_events e
      WHERE e.stream_id = s.stream_id AND e.seq >= %(since)s),
     CASE WHEN %(all)s THEN (SELECT coalesce(array_agg(data ORDER BY seq), '{{}}') FROM frozen_events f
@@ -616,7 +426,7 @@ _VALUES = (
     "%(last_detection)s, %(next)s, %(epoch)s, %(frozen_start)s, %(incident)s, %(meta)s"
 )
 _WRITE_NEW = (
-    f"WITH written AS (INSERT INTO streams ({_STREAM_COLUMNS}) VALUES ({_VALUES}) "
+    f"WITH written AS (INSERT INTO streams ({STREAM_COLUMNS}) VALUES ({_VALUES}) "
     f"ON CONFLICT (stream_id) DO NOTHING RETURNING 1){_WRITES}"
 )
 _WRITE = (

@@ -20,7 +20,8 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from driftlock.engine.settings import PROFILES, DetectionSettings, SettingsError, resolve_settings
-from driftlock.service.errors import ApiError
+from driftlock.service import adaptive
+from driftlock.service.meta import StreamMeta
 
 __all__ = [
     "CUSTOM_FIELDS",
@@ -28,11 +29,13 @@ __all__ = [
     "DESCRIPTIONS",
     "PROFILE_NAMES",
     "custom_settings",
+    "last_detection_settings",
     "patch_profile",
     "profile_listing",
     "profile_name",
+    "profile_settings",
     "profile_view",
-    "stream_base",
+    "stream_settings",
 ]
 
 DEFAULT_PROFILE = "balanced"
@@ -45,7 +48,6 @@ DESCRIPTIONS = {
     "custom": "The thresholds auto-tuning learnt from feedback on this stream, over the sizes of the profile it "
     "tuned (balanced until it has tuned).",
 }
-PATCH_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled")
 
 
 def profile_name(meta: Mapping[str, Any]) -> str:
@@ -63,10 +65,26 @@ def custom_settings(meta: Mapping[str, Any]) -> DetectionSettings:
         return PROFILES[DEFAULT_PROFILE]
 
 
-def stream_base(meta: Mapping[str, Any]) -> DetectionSettings:
+def profile_settings(meta: Mapping[str, Any]) -> DetectionSettings:
     """The settings the stream's profile gives, before any ``config_override``."""
     name = profile_name(meta)
     return custom_settings(meta) if name == "custom" else PROFILES[name]
+
+
+def stream_settings(meta: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> DetectionSettings:
+    """The settings a detection on the stream uses: ``config_override`` over its profile, then its adaptive
+    sizes (:mod:`.adaptive`), capped as ``/v1/detect`` caps them. SettingsError names a bad override field."""
+    settings = resolve_settings(override, base=profile_settings(meta))
+    return adaptive.apply(settings, meta.get("adaptive") if meta.get("adaptive_window_enabled") else None)
+
+
+def last_detection_settings(meta: Mapping[str, Any]) -> DetectionSettings:
+    """The defaults with the sizes of the stream's last detection (balanced's before any)."""
+    sizes = meta.get("sizes") or {}
+    try:
+        return resolve_settings({k: v for k, v in sizes.items() if k in ("baseline_size", "window_size")})
+    except SettingsError:
+        return resolve_settings(None)
 
 
 def _summary(name: str, settings: DetectionSettings) -> dict[str, Any]:
@@ -91,7 +109,7 @@ def profile_listing(meta: Mapping[str, Any] | None = None) -> dict[str, dict[str
 
 def profile_view(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``GET /v1/streams/{id}/profile``."""
-    settings = stream_base(meta)
+    settings = profile_settings(meta)
     return {
         "profile": profile_name(meta),
         "auto_tune_enabled": bool(meta.get("auto_tune_enabled", False)),
@@ -106,28 +124,20 @@ def profile_view(meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def patch_profile(meta: dict[str, Any], body: Any) -> list[str]:
-    """Apply a ``PATCH /v1/streams/{id}/profile`` body to ``meta``; the changes, said in words.
-    Raises ApiError(400) naming the field for anything else."""
-    if not isinstance(body, Mapping) or not body:
-        raise ApiError(400, f"body must be an object with any of {', '.join(PATCH_FIELDS)}")
-    unknown = sorted(set(body) - set(PATCH_FIELDS))
-    if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(PATCH_FIELDS)}")
-    if "profile" in body and body["profile"] not in PROFILE_NAMES:
-        raise ApiError(400, f"profile must be one of {', '.join(PROFILE_NAMES)}, got {body['profile']!r}")
-    for key in ("auto_tune_enabled", "adaptive_window_enabled"):
-        if key in body and not isinstance(body[key], bool):
-            raise ApiError(400, f"{key} must be true or false, got {body[key]!r}")
+def patch_profile(meta: StreamMeta, fields: Mapping[str, Any]) -> list[str]:
+    """Apply the checked fields of a ``PATCH /v1/streams/{id}/profile`` to ``meta``; the changes, said in words."""
     said = []
-    if "profile" in body:
-        name = str(body["profile"])
+    if "profile" in fields:
+        name = str(fields["profile"])
         meta["profile"] = name
         said.append(f"profile {name}")
-    for key in ("auto_tune_enabled", "adaptive_window_enabled"):
-        if key in body:
-            meta[key] = bool(body[key])
-            said.append(f"{key} {'on' if body[key] else 'off'}")
+    if "auto_tune_enabled" in fields:
+        meta["auto_tune_enabled"] = bool(fields["auto_tune_enabled"])
+        said.append(f"auto_tune_enabled {'on' if fields['auto_tune_enabled'] else 'off'}")
+    if "adaptive_window_enabled" in fields:
+        meta["adaptive_window_enabled"] = bool(fields["adaptive_window_enabled"])
+        meta.pop("adaptive", None)  # chosen again from the next batch
+        said.append(f"adaptive_window_enabled {'on' if fields['adaptive_window_enabled'] else 'off'}")
     return said
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["anomaly_detail", "anomaly_summary", "go_duration", "incident_mark", "incident_view", "iso"]
+if TYPE_CHECKING:
+    from driftlock.service.detection import DemoOutcome, Outcome
+
+__all__ = ["anomaly_detail", "anomaly_summary", "demo_answer", "detect_answer", "go_duration", "incident_view", "iso"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -74,8 +77,79 @@ def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "last_position": row["last_position"],
         "explanation": row.get("explanation") or {},
         "feedback": row.get("feedback", []),
+        "updates": [{**u, "at": iso(u["at"])} for u in row.get("updates", [])],
     }
 
 
-def incident_mark(incident_id: str | None, opened: bool) -> dict[str, Any] | None:
-    return None if incident_id is None else {"id": incident_id, "opened": opened}
+def public_anomaly(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An anomaly as the detect answer lists it."""
+    return {
+        "id": record["id"],
+        "index": record["index"],
+        "metrics": record["metrics"],
+        "event": record["event"],
+        "why": record["why"],
+        "detected": True,
+        "explanation": record["explanation"],
+        "incident": record.get("incident"),
+    }
+
+
+def detect_answer(outcome: Outcome, min_baseline_size: int) -> dict[str, Any]:
+    """``POST /v1/detect``'s answer (without its ``request_id``)."""
+    state, settings = outcome.stream, outcome.settings
+    calibrating = state.events_ingested < min_baseline_size
+    need = settings.min_events
+    ready = len(state.events) >= need
+    anomalies = [public_anomaly(a) for a in outcome.anomalies]
+    answer: dict[str, Any] = {
+        "success": True,
+        "stream_id": state.stream_id,
+        "total_events": outcome.total_events,
+        "anomaly_count": len(anomalies),
+        "processing_time": go_duration(outcome.elapsed),
+        "compression_algo": settings.compressor,
+        "anomalies": anomalies,
+        "incidents": [{**incident_view(row), "change": kind} for kind, row in outcome.changes],
+        "status": "calibrating" if calibrating else "ready",
+        "detection_ready": ready,
+    }
+    if outcome.drift is not None:
+        answer["drift"] = outcome.drift
+    if settings.compressor in ("lz4", "openzl"):
+        answer["compression_algo"] = "zstd"
+        answer["fallback_from_algo"] = settings.compressor
+    if not calibrating:
+        answer["batch_id"] = outcome.batch_id
+    if not ready:
+        answer["detection_events_needed"] = need - len(state.events)
+        answer["calibration"] = {
+            "events_ingested": state.events_ingested,
+            "events_needed": max(0, min_baseline_size - state.events_ingested),
+            "min_baseline_size": min_baseline_size,
+            "progress_percent": min(100, 100 * state.events_ingested // min_baseline_size),
+            "detection_ready": ready,
+            "detection_events_needed": need - len(state.events),
+            "detection_min_events": need,
+            "message": f"Collecting a baseline: detection starts after {need} events.",
+        }
+    return answer
+
+
+def demo_answer(outcome: DemoOutcome, remaining_calls: int, limit: int, max_events: int) -> dict[str, Any]:
+    """``POST /v1/demo/detect``'s answer (without its ``request_id``)."""
+    return {
+        "success": True,
+        "total_events": outcome.total_events,
+        "anomaly_count": len(outcome.anomalies),
+        "processing_time": go_duration(outcome.elapsed),
+        "compression_algo": outcome.settings.compressor,
+        "anomalies": [public_anomaly(a) for a in outcome.anomalies],
+        "demo": {
+            "message": "Demo detection: nothing is stored. Run `driftlock serve` for streams.",
+            "remaining_calls": remaining_calls,
+            "limit_per_minute": limit,
+            "max_events_per_request": max_events,
+            "signup_url": "https://driftlock.net",
+        },
+    }

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
-from driftlock.service.incidents import IncidentState
+from driftlock.incident_rule import IncidentState
+from driftlock.service.meta import StreamMeta
 from driftlock.service.shapes import iso
 from driftlock.service.webhooks import MemoryWebhooks, WebhookStore
 
@@ -52,7 +53,7 @@ class StreamRecord:
 
     engine: StreamState
     incident: IncidentState = field(default_factory=IncidentState)
-    meta: dict[str, Any] = field(default_factory=dict)  # profile, mute, anchors, tuning: JSON
+    meta: StreamMeta = field(default_factory=lambda: StreamMeta())  # profile, mute, anchors, tuning: JSON
     version: int = 0
     created_at: float = field(default_factory=time.time)
     last_detection_at: float | None = None
@@ -312,7 +313,7 @@ class MemoryStore:
                 for i in reversed(self._incidents.values())
                 if stream_id in (None, i["stream_id"]) and status in (None, i["status"])
             ]
-        rows.sort(key=lambda i: -float(i["opened_ts"]))
+        rows.sort(key=lambda i: (-float(i["opened_ts"]), i["id"]))
         return rows[offset : offset + limit], len(rows)
 
     def get_incident(self, incident_id: str) -> dict[str, Any] | None:

@@ -35,7 +35,8 @@ from typing import Any
 
 from driftlock.engine.cbad import COMPOSITE_PASS, CR_DROP, ENTROPY_JUMP, NOVELTY_PASS
 from driftlock.engine.settings import PERMUTATION_CAP
-from driftlock.service.profiles import settings_values, stream_base, with_thresholds
+from driftlock.service.meta import StreamMeta
+from driftlock.service.profiles import profile_settings, settings_values, with_thresholds
 from driftlock.service.shapes import iso
 
 __all__ = [
@@ -93,7 +94,7 @@ def _p_floor(metrics: Mapping[str, Any]) -> float:
     return count / max(done, PERMUTATION_CAP)
 
 
-def _state(meta: dict[str, Any]) -> dict[str, Any]:
+def _state(meta: StreamMeta) -> dict[str, Any]:
     state = meta.get("tuning")
     if not isinstance(state, dict):
         state = meta["tuning"] = {}
@@ -104,7 +105,7 @@ def _state(meta: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def record_feedback(meta: dict[str, Any], anomaly: Mapping[str, Any], feedback_type: str, now: float) -> None:
+def record_feedback(meta: StreamMeta, anomaly: Mapping[str, Any], feedback_type: str, now: float) -> None:
     """Count one feedback on ``anomaly`` (a stored anomaly record) and keep its label (the latest
     label of an anomaly wins)."""
     state = _state(meta)
@@ -151,7 +152,7 @@ def _candidates(fps: list[Mapping[str, Any]], confirmed: list[Mapping[str, Any]]
     return out
 
 
-def tune(meta: dict[str, Any], now: float) -> dict[str, Any] | None:
+def tune(meta: StreamMeta, now: float) -> dict[str, Any] | None:
     """Change one threshold of the stream if its feedback calls for it (see the module); the tuning
     history entry it recorded, or None."""
     if not meta.get("auto_tune_enabled"):
@@ -164,7 +165,7 @@ def tune(meta: dict[str, Any], now: float) -> dict[str, Any] | None:
     last = state.get("last_tuned_at")
     if isinstance(last, int | float) and now - last < COOLDOWN_SECONDS:
         return None
-    base = stream_base(meta)
+    base = profile_settings(meta)
     ncd, p = base.ncd_threshold, base.p_value_threshold
     labels = [label["metrics"] for label in state["false_positives"]]
     firing = [m for m in labels if fires(m, ncd, p)]
@@ -206,7 +207,7 @@ def tune(meta: dict[str, Any], now: float) -> dict[str, Any] | None:
 
 def tuning_view(meta: Mapping[str, Any], current_settings: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/streams/{id}/tuning`` (``meta`` is not changed)."""
-    state = _state({"tuning": copy.deepcopy(meta.get("tuning"))})
+    state = _state({"tuning": copy.deepcopy(meta.get("tuning") or {})})
     counts = state["feedback"]
     total = sum(int(v) for v in counts.values())
     return {

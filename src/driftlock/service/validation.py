@@ -2,10 +2,12 @@
 
 :func:`parse_json` is how ``driftlock serve`` reads a JSON body: UTF-8 only, no ``NaN``/``Infinity``
 nor floats beyond a 64-bit float's range (JSON cannot carry them back), no lone surrogates (they
-cannot be encoded as UTF-8), at most :data:`MAX_DEPTH` levels of nesting. :func:`stream_id` says what
-a stream id is; :func:`encoded_events` serializes a batch's events for the engine and refuses one it
-could not keep (too large, or not representable as JSON), naming its index. Every failure is an
-:class:`~driftlock.service.errors.ApiError` whose message says what to change.
+cannot be encoded as UTF-8), at most :data:`MAX_DEPTH` levels of nesting. The request readers below it
+(:func:`detect_request`, :func:`feedback_request`, ...) turn a decoded body into the typed arguments of
+the service's methods. :func:`stream_id` says what a stream id is; :func:`encoded_events` (the one part
+the service itself calls) serializes a batch's events for the engine and refuses one it could not keep
+(too large, or not representable as JSON), naming its index. Every failure is a
+:class:`~driftlock.service.errors.ServiceError` whose message says what to change.
 """
 
 from __future__ import annotations
@@ -17,16 +19,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from driftlock.engine.tokenize import event_bytes
-from driftlock.service.errors import ApiError
+from driftlock.service.errors import ApiError, InvalidArgument, ServiceError
+from driftlock.vocabulary import ANOMALY_STATUSES, FEEDBACK_TYPES
 
 __all__ = [
     "DEFAULT_STREAM",
+    "MAX_DEMO_EVENTS",
     "MAX_DEPTH",
+    "MAX_EVENTS",
     "MAX_EVENT_BYTES",
+    "MAX_MUTE_SECONDS",
     "MAX_STREAM_ID",
     "EventError",
+    "anchor_request",
+    "anomaly_filter_request",
+    "detect_request",
     "encoded_events",
+    "export_request",
+    "feedback_request",
+    "int_param",
+    "mute_request",
     "parse_json",
+    "profile_request",
     "stream_id",
 ]
 
@@ -36,17 +50,23 @@ MAX_EVENT_BYTES = 1 << 20
 """One event, serialized as the engine keeps it (1 MiB, as the reference server's limit)."""
 MAX_STREAM_ID = 200
 DEFAULT_STREAM = "default"
+MAX_EVENTS = 1000
+"""Events in one detect call."""
+MAX_DEMO_EVENTS = 200
+MAX_MUTE_SECONDS = 30 * 86_400
+PROFILE_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled")
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class EventError(ApiError):
+class EventError(ServiceError):
     """One event of a batch cannot be kept; ``index`` is its position in the batch."""
 
-    def __init__(self, status: int, index: int, problem: str) -> None:
-        super().__init__(status, f"event {index} {problem}")
+    def __init__(self, index: int, problem: str, *, too_large: bool = False) -> None:
+        super().__init__(f"event {index} {problem}")
         self.index = index
+        self.code = "payload_too_large" if too_large else InvalidArgument.code
 
 
 def _no_constant(name: str) -> Any:
@@ -161,33 +181,35 @@ def stream_id(value: Any) -> str:
         f"{DEFAULT_STREAM!r} stream)"
     )
     if not isinstance(value, str):
-        raise ApiError(400, f"{what}; got {type(value).__name__} {json.dumps(value)[:60]}")
+        raise InvalidArgument(f"{what}; got {type(value).__name__} {json.dumps(value)[:60]}")
     if not value.strip() or len(value) > MAX_STREAM_ID:
-        raise ApiError(400, f"{what}; got {len(value)} characters{' of blanks' if value and not value.strip() else ''}")
+        raise InvalidArgument(
+            f"{what}; got {len(value)} characters{' of blanks' if value and not value.strip() else ''}"
+        )
     if _has_surrogate(value) or _CONTROL.search(value):
-        raise ApiError(400, f"{what}; got one with a control character or a lone surrogate")
+        raise InvalidArgument(f"{what}; got one with a control character or a lone surrogate")
     return value
 
 
 def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[bytes]:
-    """Each event as the engine keeps it; ApiError (413 past :data:`MAX_EVENT_BYTES`, else 400) names the event."""
+    """Each event as the engine keeps it; EventError (too large past :data:`MAX_EVENT_BYTES`) names the event."""
     encoded = []
     for index, event in enumerate(events):
         try:
             data = event_bytes(event, tokenizer=tokenizer)
         except UnicodeEncodeError:
-            raise EventError(400, index, _SURROGATE_HINT) from None
+            raise EventError(index, _SURROGATE_HINT) from None
         except RecursionError:
-            raise EventError(400, index, f"is nested deeper than {MAX_DEPTH} levels of arrays and objects") from None
+            raise EventError(index, f"is nested deeper than {MAX_DEPTH} levels of arrays and objects") from None
         if len(data) > MAX_EVENT_BYTES:
             raise EventError(
-                413,
                 index,
                 f"is {len(data)} bytes once serialized; the limit is {MAX_EVENT_BYTES} bytes (1 MiB) per event: "
                 "send less of it",
+                too_large=True,
             )
         if (b"NaN" in data or b"Infinity" in data) and not _is_json(data):
-            raise EventError(400, index, "holds NaN or Infinity, which JSON cannot carry: send null or a string")
+            raise EventError(index, "holds NaN or Infinity, which JSON cannot carry: send null or a string")
         encoded.append(data)
     return encoded
 
@@ -195,7 +217,7 @@ def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[byt
 def _is_json(data: bytes) -> bool:
     try:
         json.loads(data, parse_constant=_no_constant)
-    except (ApiError, ValueError):
+    except (ServiceError, ValueError):
         return False
     return True
 
@@ -212,3 +234,131 @@ def int_param(query: Mapping[str, str], name: str, default: int, low: int, high:
     if not low <= value <= high:
         raise ApiError(400, f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+# -- request bodies and queries, read into the service's arguments -------------------------------------------
+
+
+def events_request(body: Any, max_events: int) -> tuple[list[Any], dict[str, Any]]:
+    """The events and the ``config_override`` of a detect body."""
+    if not isinstance(body, Mapping):
+        raise ApiError(400, "invalid json: request body must be a JSON object")
+    events = body.get("events")
+    if not isinstance(events, list) or not events:
+        raise ApiError(400, "events required: a non-empty array")
+    if len(events) > max_events:
+        raise ApiError(400, f"too many events: max {max_events} per request")
+    for index, event in enumerate(events):
+        if event is None or event == "" or event == {}:
+            raise ApiError(400, f"event {index} is empty")
+    override = body.get("config_override")
+    if override is not None and not isinstance(override, Mapping):
+        raise ApiError(400, "invalid config_override: must be an object")
+    return events, dict(override or {})
+
+
+def detect_request(body: Any) -> tuple[str, list[Any], dict[str, Any], int | None]:
+    """(stream id, events, config_override without ``confirmations``, confirmations) of ``POST /v1/detect``."""
+    events, override = events_request(body, MAX_EVENTS)
+    confirmations = override.pop("confirmations", None)
+    if confirmations is not None and (
+        isinstance(confirmations, bool) or not isinstance(confirmations, int) or not 1 <= confirmations <= 100
+    ):
+        raise ApiError(400, f"config_override.confirmations must be an integer from 1 to 100, got {confirmations!r}")
+    return stream_id(body.get("stream_id")), events, override, confirmations
+
+
+def feedback_request(body: Any) -> tuple[str, str | None]:
+    """(feedback type, reason) of a feedback body."""
+    if not isinstance(body, Mapping) or body.get("feedback_type") not in FEEDBACK_TYPES:
+        raise ApiError(400, f"feedback_type must be one of {', '.join(FEEDBACK_TYPES)}")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(400, "reason must be a string")
+    return str(body["feedback_type"]), reason
+
+
+def _time_param(query: Mapping[str, str], name: str) -> float | None:
+    from datetime import datetime
+
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO-8601 date-time such as 2025-01-31T23:59:59Z, got {raw!r}") from None
+
+
+def anomaly_filter_request(query: Mapping[str, str]) -> tuple[str | None, str | None, float | None, float | None]:
+    """(stream id, status, since, until) of ``GET /v1/anomalies``."""
+    status = query.get("status") or None
+    if status is not None and status not in ANOMALY_STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(ANOMALY_STATUSES)}, got {status!r}")
+    return query.get("stream_id") or None, status, _time_param(query, "from"), _time_param(query, "to")
+
+
+def mute_request(body: Any) -> int:
+    """The seconds of ``POST /v1/streams/{id}/mute``."""
+    if not isinstance(body, Mapping) or "seconds" not in body:
+        raise ApiError(400, 'body must be {"seconds": <how long to mute, in seconds>}')
+    value = body["seconds"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"seconds must be an integer, got {value!r}")
+    return mute_seconds(value)
+
+
+def mute_seconds(seconds: Any) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_MUTE_SECONDS:
+        raise InvalidArgument(f"seconds must be an integer from 0 to {MAX_MUTE_SECONDS}")
+    return seconds
+
+
+def profile_request(body: Any) -> dict[str, Any]:
+    """The fields of ``PATCH /v1/streams/{id}/profile``, checked."""
+    from driftlock.service.profiles import PROFILE_NAMES
+
+    if not isinstance(body, Mapping) or not body:
+        raise ApiError(400, f"body must be an object with any of {', '.join(PROFILE_FIELDS)}")
+    unknown = sorted(set(body) - set(PROFILE_FIELDS))
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(PROFILE_FIELDS)}")
+    if "profile" in body and body["profile"] not in PROFILE_NAMES:
+        raise ApiError(400, f"profile must be one of {', '.join(PROFILE_NAMES)}, got {body['profile']!r}")
+    for key in ("auto_tune_enabled", "adaptive_window_enabled"):
+        if key in body and not isinstance(body[key], bool):
+            raise ApiError(400, f"{key} must be true or false, got {body[key]!r}")
+    return dict(body)
+
+
+def anchor_request(body: Any) -> tuple[list[Any] | None, bool]:
+    """(known-good events or None for the stream's baseline, force_reset) of ``POST .../reset-anchor``."""
+    if not isinstance(body, Mapping):
+        raise ApiError(400, 'body must be {"events": [...known-good events], "force_reset": true|false}')
+    force = body.get("force_reset", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, f"force_reset must be true or false, got {force!r}")
+    given = events_request(body, MAX_EVENTS)[0] if body.get("events") is not None else None
+    return given, force
+
+
+def export_request(body: Any, anomaly_id: str | None) -> tuple[list[str], str]:
+    """(anomaly ids, format) of an export body (``{format, anomaly_ids}``, or ``{format}`` for one anomaly in the
+    path)."""
+    from driftlock.service.exports import MAX_EXPORT_ANOMALIES, check_format
+
+    body = body if body is not None else {}
+    if not isinstance(body, Mapping):
+        raise ApiError(400, 'body must be {"format": "json|markdown|html|pdf", "anomaly_ids": [...]}')
+    if anomaly_id is not None:
+        ids: Any = [anomaly_id]
+    elif "anomaly_ids" not in body:
+        raise ApiError(400, "anomaly_ids required: the ids of the anomalies to export")
+    else:
+        ids = body["anomaly_ids"]
+    fmt = check_format(body.get("format"))
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ApiError(400, "anomaly_ids must be a non-empty array of anomaly ids")
+    if len(ids) > MAX_EXPORT_ANOMALIES:
+        raise ApiError(400, f"too many anomaly_ids: max {MAX_EXPORT_ANOMALIES} per export")
+    return list(dict.fromkeys(ids)), fmt

@@ -28,11 +28,11 @@ from driftlock.server.console.auth import (
 )
 from driftlock.server.console.integrations import WebhookConsole, integration_routes
 from driftlock.server.metrics import Metrics
+from driftlock.service.errors import ApiError, ServiceError
+from driftlock.vocabulary import FEEDBACK_TYPES, INCIDENT_STATUSES
 
 __all__ = ["ConsoleService", "console_routes"]
 
-FEEDBACK_TYPES = ("confirmed", "false_positive", "dismissed")
-INCIDENT_STATUSES = ("open", "resolved", "muted")
 MUTE_CHOICES = ((15, "15 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "1 day"))
 RANGES = {"hour": 3600, "day": 86400}
 PAGE_SIZE = 50
@@ -50,7 +50,7 @@ SECURITY_HEADERS = {
 
 
 class ConsoleService(Protocol):
-    """What the console needs of the detection service (``driftlock.service.DetectionService``)."""
+    """What the console needs of the detection service (the typed core, ``driftlock.service.detection.Service``)."""
 
     def list_streams(self, limit: int = 100, offset: int = 0) -> dict[str, Any]: ...
     def stream_info(self, stream_id: str) -> dict[str, Any] | None: ...
@@ -59,7 +59,7 @@ class ConsoleService(Protocol):
         self, stream_id: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> dict[str, Any]: ...
     def get_incident(self, incident_id: str) -> dict[str, Any]: ...
-    def incident_feedback(self, incident_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def incident_feedback(self, incident_id: str, feedback_type: str, reason: str | None = None) -> dict[str, Any]: ...
     def resolve_incident(self, incident_id: str) -> dict[str, Any]: ...
     def mute_stream(self, stream_id: str, seconds: int) -> dict[str, Any]: ...
 
@@ -71,13 +71,15 @@ class _Refused(Exception):
 
 
 def _status_of(exc: BaseException) -> int | None:
-    """The HTTP status of the service's ``ApiError`` (duck-typed: the console imports no service module)."""
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) and 400 <= status < 500 else None
+    """The HTTP status of what the service refused (None for anything else: a bug, answered as one)."""
+    if not isinstance(exc, ServiceError):
+        return None
+    status = ApiError.of(exc).status
+    return status if 400 <= status < 500 else None
 
 
 def _message_of(exc: BaseException) -> str:
-    return str(getattr(exc, "message", None) or exc)
+    return exc.message if isinstance(exc, ServiceError) else str(exc)
 
 
 def _environment() -> Environment:
@@ -436,7 +438,7 @@ def console_routes(
         if kind not in FEEDBACK_TYPES:
             raise _Refused(400, f"feedback_type must be one of {', '.join(FEEDBACK_TYPES)}")
         reason = (form.get("reason") or "").strip()[:500] or None
-        await run_in_threadpool(service.incident_feedback, incident_id, {"feedback_type": kind, "reason": reason})
+        await run_in_threadpool(service.incident_feedback, incident_id, kind, reason)
         return f"/incidents/{quote(incident_id, safe='')}?done={kind}"
 
     async def resolve(request: Request, session: Session, form: Mapping[str, str]) -> str:
