@@ -196,12 +196,16 @@ def test_the_node_verifier_accepts_bodies_with_awkward_values_and_refuses_a_wron
             right("opened", awkward)
             wrong("opened", awkward)
             wait_for(
-                lambda: len(node) == 3 and len(python.seen) == 2, message="three deliveries to node, two to python"
+                lambda: len({v.body["id"] for v in node}) == 3 and len(python.seen) == 2,
+                message="three deliveries to node, two to python",
             )
         finally:
             right.stop(2)
             wrong.stop(2)
-        assert sorted(v.ok for v in node) == [False, True, True]
+        verdicts: dict[str, set[bool]] = {}  # by event id: a refused delivery is retried (the page: non-2xx)
+        for v in node:
+            verdicts.setdefault(v.body["id"], set()).add(v.ok)
+        assert sorted(verdicts.values(), key=sorted) == [{False}, {True}, {True}]
         assert all(v.ok for v in python.seen)
         detected = next(v.body for v in node if v.body["type"] == "anomaly.detected")
         assert float(detected["data"]["event"]["body"]["big"]) == float(2**64)  # the double JavaScript reads
