@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import statistics
 import subprocess
 import sys
+from collections import Counter
 from urllib.parse import unquote_plus
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 
 from driftlock.demo import scenarios
 from driftlock.demo.runner import unusual
+from driftlock.demo.scenarios import FAULTS
 from driftlock.demo.scoring import Episode, score
 from driftlock.engine import analyse, event_bytes, resolve_settings
 from driftlock.engine.explain import explain
@@ -43,7 +46,11 @@ def test_episode_requests_look_like_their_kind() -> None:
                for r in own["scanner"])  # fmt: skip
     injected = [unquote_plus(r.path.removeprefix("/search/?q=")) for r in own["sql_injection"]]
     assert injected and all(any(mark in q for mark in ("'", '"', "<script>", "../")) for q in injected)
-    assert all(r.method == "POST" and r.path == "/login/" for r in own["credential_stuffing"])
+    form, *attempts = own["credential_stuffing"]  # the tool fetches the login form's token once, then tries
+    assert (form.method, form.path) == ("GET", "/login/") and attempts
+    assert all(r.method == "POST" and r.path == "/login/" and r.data and r.data["csrfmiddlewaretoken"] == scenarios.CSRF
+               for r in attempts)  # fmt: skip
+    assert {r.visitor for r in own["credential_stuffing"]} == {scenarios.ATTACKER}
     assert all(r.path.startswith("/api/v2/export/") for r in own["new_endpoint"])
     assert phases["error_burst"].fault == "error" and phases["latency_spike"].fault == "slow"
     assert all(r.kind == "error_burst" for r in phases["error_burst"].requests)  # the whole shop suffers
@@ -51,6 +58,67 @@ def test_episode_requests_look_like_their_kind() -> None:
     assert 0 < len(own["scanner"]) < len(mixed)  # mixed with ordinary traffic
     ordinary = [r for p in scenarios.plan(2) if p.kind is None for r in p.requests]
     assert not any(r.path.startswith("/api/v2/") for r in ordinary)  # the new endpoint really is new
+    times = [r.at for p in scenarios.plan(2) for r in p.requests]
+    assert times == sorted(times)  # an episode's own requests are timed among the ordinary ones
+
+
+def _ordinary(seed: int) -> list[scenarios.Request]:
+    return [r for p in scenarios.plan(seed) for r in p.requests if p.kind is None and scenarios.is_event(r)]
+
+
+def test_ordinary_traffic_is_visitors_in_sessions_interleaved() -> None:
+    ordinary = [r for p in scenarios.plan(5) for r in p.requests if r.kind in FAULTS or not r.kind]  # episodes too
+    ordinary = [r for r in ordinary if scenarios.is_event(r)]
+    sessions: dict[int | None, list[scenarios.Request]] = {}
+    for r in ordinary:
+        sessions.setdefault(r.visitor, []).append(r)
+    assert None not in sessions and len(sessions) > 100  # every ordinary event is some visitor's
+    assert statistics.median(len(s) for s in sessions.values()) >= 3  # visitors make several requests
+    at_once = [len({r.visitor for r in ordinary[i : i + 50]}) for i in range(0, len(ordinary) - 50, 50)]
+    assert min(at_once) >= 5 and max(at_once) < 50  # several visitors interleaved, not one draw per visitor
+    members = [s for s in sessions.values() if any(r.method == "POST" and r.path == "/login/" for r in s)]
+    assert members and all(s[[r.path for r in s].index("/login/")].method == "GET" for s in members)  # the form first
+    logins = [r.data for s in members for r in s if r.method == "POST" and r.path == "/login/" and r.data]
+    assert all(d["csrfmiddlewaretoken"] == scenarios.CSRF for d in logins)
+    assert any(d["password"] != d["username"] + "-secret" for d in logins)  # someone mistyped
+    assert any(r.path == "/logout/" for s in members for r in s)
+    browsed = [r.path for r in ordinary if r.path.startswith("/products/?page=")]
+    assert {"/products/?page=2", "/products/?page=3"} <= set(browsed)  # paginating
+
+
+def test_searchers_use_the_shops_words_with_a_long_tail_of_new_ones_and_typos() -> None:
+    from driftlock.demo.shop.catalog import words
+
+    queries = [unquote_plus(r.path.removeprefix("/search/?q=")).split("&page=")[0]
+               for seed in (1, 2, 3) for r in _ordinary(seed) if r.path.startswith("/search/")]  # fmt: skip
+    known = set(words())
+    terms = [w for q in queries for w in q.split()]
+    assert len(queries) > 300 and all(t.isalpha() or "-" in t for t in terms)  # nothing an injection looks like
+    share_known = sum(t in known for t in terms) / len(terms)
+    assert 0.6 < share_known < 0.95, share_known  # mostly the shop's words, and new ones
+    new = Counter(t for t in terms if t not in known)
+    assert sum(1 for n in new.values() if n == 1) > 40  # a long tail: most new words are seen once
+    assert any(len(t) >= 4 and t not in known and any(_one_edit(t, k) for k in known) for t in new)  # typos
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def test_arrivals_ramp_up_then_drift_between_busier_and_quieter_stretches() -> None:
+    for seed in (1, 2, 3):
+        times = [r.at for p in scenarios.plan(seed) for r in p.requests]
+        per_5s = Counter(int(t // 5) for t in times)
+        bins = [per_5s[i] for i in range(1, int(times[-1] // 5))]  # whole 5-second bins
+        assert per_5s[0] < 0.5 * statistics.median(bins), (seed, per_5s[0], bins)  # the ramp
+        after = bins[3:]
+        assert max(after) > 1.4 * min(after), (seed, bins)  # the level drifts
 
 
 def test_unknown_episode_kind_is_named() -> None:
