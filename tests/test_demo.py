@@ -19,7 +19,7 @@ from driftlock.demo.scenarios import FAULTS
 from driftlock.demo.scoring import Episode, score
 from driftlock.engine import analyse, event_bytes, resolve_settings
 from driftlock.engine.explain import explain
-from tests.support import clean_env
+from tests.support import clean_env, wait_for
 
 # -- scenarios ------------------------------------------------------------------------------------
 
@@ -136,6 +136,42 @@ def test_episode_positions_count_events_not_excluded_requests() -> None:
         scenarios.Phase(None, (page,)),
     ]
     assert list(scenarios.episodes(phases)) == [("scanner", 2, 4)]
+
+
+def test_visitors_reach_the_shop_in_their_sessions_with_the_forms_csrf_token() -> None:
+    """Through a real gunicorn: members' logins pass CSRF (302, or 401 when mistyped; never 403), and so do the
+    stuffing tool's attempts, while a login without the token is refused: the check is on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from driftlock.demo.process import ListeningProcess
+    from driftlock.demo.runner import _Pacer, _Sender
+
+    env = clean_env(DJANGO_SETTINGS_MODULE="driftlock.demo.shop.settings", DRIFTLOCK_ENABLED="false")
+    shop = ListeningProcess(
+        [sys.executable, "-m", "gunicorn", "driftlock.demo.shop.wsgi:application", "--bind", "127.0.0.1:0",
+         "--workers", "2", "--threads", "4", "--access-logfile", "-", "--access-logformat", "access %(m)s %(U)s %(s)s"],
+        env,
+        "gunicorn",
+    )  # fmt: skip
+    try:
+        url = shop.wait_for_url()
+        phases = scenarios.plan(4, warmup=300, gap=100, kinds=("credential_stuffing",))
+        requests = [r for p in phases for r in p.requests]
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=url, timeout=30, limits=limits) as http, ThreadPoolExecutor(4) as pool:
+            sender = _Sender(http, _Pacer(0.0, 0.0), phases)  # as fast as the shop answers, each visitor in turn
+            for phase, places in zip(phases, sender.places, strict=True):
+                list(pool.map(sender.send, phase.requests, places))
+            assert http.post("/login/", data={"username": "ana", "password": "ana-secret"}).status_code == 403
+        lines = wait_for(lambda: (a := [li.split() for li in shop.output if li.startswith("access ")]) and
+                         len(a) > len(requests) and a, message="gunicorn's access log")  # fmt: skip
+    finally:
+        shop.stop()
+    answers = Counter((method, path, status) for _, method, path, status in lines)
+    assert answers[("POST", "/login/", "302")] > 5 and answers[("POST", "/login/", "401")] > 10, answers
+    assert answers[("POST", "/login/", "403")] == 1  # only the request without a token
+    assert answers[("POST", "/logout/", "302")] > 0 and not answers[("POST", "/logout/", "403")]
+    assert answers[("POST", "/cart/add/", "302")] > 0
 
 
 # -- scoring --------------------------------------------------------------------------------------
