@@ -43,7 +43,8 @@ def main() -> None:
             print(
                 f"workers {workers} seed {seed}: {result.score.found}/{len(result.score.episodes)} told, "
                 f"{result.score.false_alarms} false, {result.told_twice} told twice, "
-                f"{len({a.pid for a in result.alarms})} processes told",
+                f"{len({a.pid for a in result.alarms})} processes told"
+                + "".join(f", missed {r.episode.kind}" for r in result.score.episodes if not r.found),
                 file=sys.stderr,
                 flush=True,
             )
