@@ -3,10 +3,11 @@
     python benchmarks/workers.py [--seeds 2] [--duration 30] [--workers 1,2,4,8]
 
 Each run is ``driftlock demo``'s: ``driftlock serve`` and the demo shop under gunicorn, the seeded
-plan of ordinary traffic and six labelled episodes, a new connection per request so the workers
-share the traffic, and the alarms scored as the workers' own ON_ANOMALY handlers wrote them (not
-recomputed from the server's list). Then one long episode per worker count: a scanner mixed into
-1,000 requests, which must be told once. Same seeds for every worker count.
+plan of ordinary traffic (visitors in sessions, interleaved, at a drifting pace) and six labelled
+episodes, a new connection per request so the workers share the traffic, and the alarms scored as
+the workers' own ON_ANOMALY handlers wrote them (not recomputed from the server's list). Then one
+long episode per worker count: a scanner mixed into 1,000 requests, which must be told once. Same
+seeds for every worker count.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main() -> None:
             print(
                 f"workers {workers} seed {seed}: {result.score.found}/{len(result.score.episodes)} told, "
                 f"{result.score.false_alarms} false, {result.told_twice} told twice, "
-                f"{len({a.pid for a in result.alarms})} processes told",
+                f"{len({a.pid for a in result.alarms})} processes told"
+                + "".join(f", missed {r.episode.kind}" for r in result.score.episodes if not r.found),
                 file=sys.stderr,
                 flush=True,
             )

@@ -1,9 +1,10 @@
 """``driftlock demo``: the whole product on this machine, with no account.
 
 It starts ``driftlock serve`` (the embedded engine, a temporary database) and the demo shop under
-gunicorn on 127.0.0.1 with several worker processes, sends a seeded plan of ordinary traffic with
-labelled anomaly episodes over a new connection per request (so the workers share the traffic, as
-they do behind a real client mix), waits for the exporter to deliver every event, then scores what
+gunicorn on 127.0.0.1 with several worker processes, sends a seeded plan of ordinary traffic (visitors
+in sessions, each with its cookies and CSRF token, at the plan's drifting pace) with labelled anomaly
+episodes over a new connection per request (so the workers share the traffic, as they do behind a
+real client mix), waits for the exporter to deliver every event, then scores what
 the shop's processes were told: each worker's ON_ANOMALY writes the incidents it dispatches to a
 file (:mod:`driftlock.demo.shop.alarms`), and those lines, not the server's list, are the alarms.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -21,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -142,34 +144,82 @@ def _services(workdir: Path, faults: Path, workers: int, embedded: bool) -> Iter
 
 
 class _Pacer:
-    """Request ``i`` leaves no earlier than ``start + i * interval``: steady traffic, whatever the pool."""
+    """A request planned at ``at`` seconds leaves no earlier than ``start + at * scale``: the plan's
+    ramp and its busier and quieter stretches, squeezed or stretched to the demo's duration."""
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.start = time.monotonic()
-        self.count = 0
-        self.lock = threading.Lock()
+    def __init__(self, scale: float, first: float) -> None:
+        self.scale = scale
+        self.start = time.monotonic() - first * scale
 
-    def wait(self) -> None:
-        with self.lock:
-            slot = self.start + self.count * self.interval
-            self.count += 1
-        delay = slot - time.monotonic()
+    def wait(self, at: float) -> None:
+        delay = self.start + at * self.scale - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
 
-def _send(http: httpx.Client, pacer: _Pacer, request: scenarios.Request) -> float:
-    pacer.wait()
-    sent = time.time()
-    try:
-        if request.method == "POST":
-            http.post(request.path, data=request.data)
-        else:
-            http.get(request.path)
-    except httpx.HTTPError:
-        pass  # a failing shop is part of some episodes; the span records it
-    return sent
+_TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@dataclass
+class _Visitor:
+    """One simulated visitor's session: its cookies, the CSRF token its login form gave it, and how
+    many of its requests have been answered (its requests leave one after another, as a person's do)."""
+
+    cookies: dict[str, str] = field(default_factory=dict)
+    token: str = ""
+    answered: int = 0
+    turn: threading.Condition = field(default_factory=threading.Condition)
+
+
+class _Sender:
+    """Sends a plan's requests, each in its visitor's session (a fresh client's for none)."""
+
+    def __init__(self, http: httpx.Client, pacer: _Pacer, phases: Sequence[scenarios.Phase]) -> None:
+        self.http, self.pacer = http, pacer
+        self.visitors: dict[int, _Visitor] = {}
+        self.places: list[list[int]] = []  # per phase, each request's place among its visitor's requests
+        count: Counter[int] = Counter()
+        for phase in phases:
+            self.places.append([])
+            for request in phase.requests:
+                if request.visitor is None:
+                    self.places[-1].append(0)
+                    continue
+                self.visitors.setdefault(request.visitor, _Visitor())
+                self.places[-1].append(count[request.visitor])
+                count[request.visitor] += 1
+
+    def send(self, request: scenarios.Request, place: int) -> float:
+        self.pacer.wait(request.at)
+        if request.visitor is None:
+            return self._send(request, None)
+        visitor = self.visitors[request.visitor]
+        with visitor.turn:
+            visitor.turn.wait_for(lambda: visitor.answered >= place, timeout=60)  # bounded: its previous request
+        try:
+            return self._send(request, visitor)
+        finally:
+            with visitor.turn:
+                visitor.answered = place + 1
+                visitor.turn.notify_all()
+
+    def _send(self, request: scenarios.Request, visitor: _Visitor | None) -> float:
+        sent = time.time()
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())} if visitor else {}
+        try:
+            if request.method == "POST":
+                token = visitor.token if visitor else ""
+                data = {k: token if v == scenarios.CSRF else v for k, v in (request.data or {}).items()}
+                response = self.http.post(request.path, data=data, headers=headers)
+            else:
+                response = self.http.get(request.path, headers=headers)
+        except httpx.HTTPError:
+            return sent  # a failing shop is part of some episodes; the span records it
+        if visitor is not None:
+            visitor.cookies.update(response.cookies.items())
+            if match := _TOKEN.search(response.text):
+                visitor.token = match.group(1)
+        return sent
 
 
 def _set_fault(path: Path, fault: str | None) -> None:
@@ -228,7 +278,8 @@ def run(
         faults = workdir / "faults"
         _set_fault(faults, None)
         with _services(workdir, faults, workers, embedded) as (api, shop_url):
-            pacer = _Pacer(duration / total)
+            planned = [r.at for p in phases for r in p.requests]
+            pacer = _Pacer(duration / max(1e-9, max(planned) - min(planned)), min(planned))
             event_times: list[float] = []
             done = 0
             # no keep-alive: a new connection per request, so every worker takes a share
@@ -237,10 +288,11 @@ def run(
                 httpx.Client(base_url=shop_url, timeout=30, limits=limits, follow_redirects=False) as http,
                 ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="demo-traffic") as pool,
             ):
-                for phase in phases:
+                sender = _Sender(http, pacer, phases)
+                for phase, places in zip(phases, sender.places, strict=True):
                     label = f"episode: {phase.kind.replace('_', ' ')}" if phase.kind else "ordinary traffic"
                     _set_fault(faults, phase.fault)
-                    sent = list(pool.map(lambda r: _send(http, pacer, r), phase.requests))
+                    sent = list(pool.map(sender.send, phase.requests, places))
                     _set_fault(faults, None)
                     event_times += [t for t, r in zip(sent, phase.requests, strict=True) if scenarios.is_event(r)]
                     done += len(phase.requests)
@@ -297,6 +349,15 @@ def _told(path: Path, opened: Sequence[str], progress: Any, timeout: float = 15.
         time.sleep(0.1)
 
 
+def _reach(order: Sequence[float], episode: Episode) -> int:
+    """The last event an alarm for ``episode`` may have judged: a window past its end, then the events
+    sent within INTERLEAVE seconds after that one (the traffic's own pace, busy or quiet)."""
+    if not order:
+        return episode.end + WINDOW
+    last = order[min(episode.end + WINDOW, len(order) - 1)]
+    return min(bisect.bisect_right(order, last + INTERLEAVE) - 1, episode.end + MAX_REACH)
+
+
 def _result(
     seed: int,
     requests: int,
@@ -309,14 +370,12 @@ def _result(
     episodes = [Episode(kind, start, end) for kind, start, end in scenarios.episodes(list(phases))]
     order = sorted(event_times)
     normal = len(order) - sum(e.end - e.start + 1 for e in episodes)
-    rate = len(order) / max(1e-9, order[-1] - order[0]) if len(order) > 1 else 1.0
-    # events after an episode's end within which its alarm comes; less than the gap between episodes
-    reach = min(WINDOW + int(INTERLEAVE * rate), MAX_REACH)
+    reach = {e: _reach(order, e) for e in episodes}
     alarms = []
     for line in lines:
         told = max(0, bisect.bisect_right(order, float(line["told_at"])) - 1)  # events sent before it was told
         judged = max(0, bisect.bisect_right(order, _timestamp(line["at"])) - 1)  # the event that triggered it
-        episode = next((e for e in reversed(episodes) if e.start <= told and judged <= e.end + reach), None)
+        episode = next((e for e in reversed(episodes) if e.start <= told and judged <= reach[e]), None)
         # placed inside the episode's reach when it covers one, else where it was told
         position = max(episode.start, min(judged, episode.end + WINDOW)) if episode else told
         explanation = (incidents.get(line["incident_id"]) or {}).get("explanation") or line["explanation"]

@@ -19,7 +19,9 @@ LOGGING_CONFIG = None
 MIDDLEWARE = [
     "driftlock.django.DriftlockMiddleware",
     "driftlock.demo.shop.faults.FaultMiddleware",  # inside the request span: its errors and delays are seen
+    "django.contrib.sessions.middleware.SessionMiddleware",
 ]
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # a visitor's cart and login, with no database
 
 DRIFTLOCK = {
     "STREAM_ID": "demo-shop",

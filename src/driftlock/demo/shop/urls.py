@@ -10,6 +10,7 @@ urlpatterns = [
     path("cart/", views.cart),
     path("cart/add/", views.cart_add),
     path("login/", views.login),
+    path("logout/", views.logout),
     path("checkout/", views.checkout),
     path("health/", views.health),
     path("api/v2/export/", views.export),
