@@ -107,8 +107,8 @@ ROUTES = (5, 300)
 RATES = (0.5, 200.0)
 EPOCH = 1_772_323_200.0  # 2026-03-01T00:00:00Z: simulated streams start here
 
-TUNED_FAMILIES = ("shop-spans", "sdk-logs", "sdk-api-metrics")
-HELD_OUT_FAMILIES = ("sdk-security", "sdk-transactions", "tools")
+TUNED_FAMILIES = ("shop-spans", "sdk-logs", "sdk-api-metrics", "site-cms")
+HELD_OUT_FAMILIES = ("sdk-security", "sdk-transactions", "tools", "site-forum")
 TUNED_SEEDS = range(1, 101)
 HELD_OUT_SEEDS = range(101, 111)
 
@@ -517,6 +517,7 @@ class Context:
     routes: list[Route]
     mix: Mix
     episode: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)  # what lasts the whole stream (a site's sessions)
 
     def attacker(self, kind: str) -> tuple[str, str]:
         """One tool per episode: its address (one of up to three) and its user agent."""
@@ -877,6 +878,226 @@ def transactions_anomalous(ctx: Context, kind: str, t: float) -> dict[str, Any]:
     return event
 
 
+# -- site-cms and site-forum: a real site's spans, visitors in sessions ---------------------------------------
+#
+# Events exactly as ``driftlock.events.span_to_event`` makes them from a Django site's server spans (kind,
+# method, route pattern, status, duration bucket, scrubbed query), but the ordinary traffic is made by
+# visitors in sessions, as a load generator with sessions (or people) make it: a visitor's requests follow
+# each other (a few others' interleaved), several user types with their own paths through the site (readers,
+# searchers paging through results, members who log in, post and log out, a crawler), a search box that keeps
+# receiving words never seen before (a long-tailed vocabulary), mistyped passwords and removed pages, and a
+# mix of user types that drifts. The site itself does not vary with the seed beyond its vocabulary and
+# popularity: what varies is who visits, how many at once, and how their sessions interleave.
+
+
+def _bucket(ms: float) -> str:
+    from driftlock.events import duration_bucket
+
+    return duration_bucket(int(ms * 1e6))
+
+
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "ve", "si", "po", "de", "ar", "en", "il", "or", "un", "ba", "ch",
+              "st", "tr", "qu", "ga", "fe", "ho", "ly", "wi", "zo", "ex", "pr", "gr", "th")  # fmt: skip
+
+
+def vocabulary(rng: random.Random, size: int) -> list[str]:
+    """Words a site's pages are made of: WORDS first, then made-up words of 2-4 syllables."""
+    out = list(dict.fromkeys(WORDS))
+    seen = set(out)
+    while len(out) < size:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            out.append(word)
+    rng.shuffle(out)
+    return out
+
+
+@dataclass(frozen=True)
+class Site:
+    """A site's routes (Django route patterns) as a visitor meets them, and its user types."""
+
+    name: str
+    pages: str  # the catch-all page route
+    login: str
+    logout: str
+    search: str
+    lists: tuple[str, ...]  # paginated lists (``?page=N``)
+    details: tuple[str, ...]  # detail routes, ids in the pattern
+    post: str  # what a member posts (a comment, a reply)
+    types: dict[str, float]  # user type -> weight at the start of the run
+    medians: dict[str, float]  # route -> median duration, ms
+
+
+SITES = {
+    "site-cms": Site(
+        "site-cms",
+        "<path:slug>/",
+        "accounts/login/",
+        "accounts/logout/",
+        "search/",
+        ("blog/", "blog/category/<slug:category>/"),
+        ("blog/<int:year>/<slug:slug>/",),
+        "blog/<slug:slug>/comment/",
+        {"reader": 45, "searcher": 30, "member": 12, "crawler": 5, "staff": 3},
+        {"search/": 60, "accounts/login/": 120, "blog/": 35},
+    ),
+    "site-forum": Site(
+        "site-forum",
+        "pages/<slug:slug>/",
+        "login/",
+        "logout/",
+        "search/",
+        ("forum/<slug:forum>/", "members/"),
+        ("topic/<int:pk>/<slug:slug>/", "members/<str:username>/"),
+        "topic/<int:pk>/reply/",
+        {"reader": 40, "searcher": 6, "member": 40, "crawler": 6, "staff": 2},
+        {"search/": 150, "login/": 180, "topic/<int:pk>/reply/": 90},
+    ),
+}
+REMOVED = ("/old-page/", "/blog/2019/summer-sale/", "/about-us.html", "/favicon.png", "/wp-login.php")
+"""Paths ordinary visitors still ask for (bookmarks, old links): 404s of every day."""
+
+
+class Sessions:
+    """The visitors of one stream: a set of open sessions, each a queue of requests, drawn per user type.
+
+    The next event comes from the visitor of the last one with probability ``stickiness`` (a visitor's
+    requests follow each other), else from another open session; a finished session is replaced by a new
+    visitor whose type is drawn from the (drifting) mix."""
+
+    def __init__(self, rng: random.Random, site: Site, drift: float) -> None:
+        self.rng, self.site, self.drift = rng, site, drift
+        self.concurrency = rng.choice((1, 2, 3, 5, 8, 12, 25))
+        self.stickiness = rng.uniform(0.5, 0.9)
+        self.words = vocabulary(rng, rng.choice((300, 1000, 3000)))
+        self.weights = [1 / (i + 1) ** 1.05 for i in range(len(self.words))]
+        self.pages = [f"p{i}" for i in range(rng.randint(20, 80))]
+        types = list(site.types)
+        self.types, self.start = types, [site.types[t] for t in types]
+        order = list(range(len(types)))
+        rng.shuffle(order)
+        self.end = [self.start[j] for j in order]
+        self.open: list[list[dict[str, Any]]] = []
+        self.last = 0
+
+    def word(self) -> str:
+        return self.rng.choices(self.words, self.weights)[0]
+
+    def _span(self, method: str, route: str, status: int, query: dict[str, str] | None = None,
+              factor: float = 1.0) -> dict[str, Any]:  # fmt: skip
+        median = self.site.medians.get(route, 25.0)
+        body: dict[str, Any] = {"kind": "http", "method": method, "route": route, "status": status,
+                                "duration": _bucket(median * factor * math.exp(self.rng.gauss(0, 0.6)))}  # fmt: skip
+        if query:
+            body["query"] = query
+        return body
+
+    def session(self, kind: str) -> list[dict[str, Any]]:
+        rng, site = self.rng, self.site
+        out: list[dict[str, Any]] = []
+
+        def browse(n: int) -> None:
+            for _ in range(n):
+                r = rng.random()
+                if r < 0.35:
+                    out.append(self._span("GET", site.pages, 200))
+                elif r < 0.55:
+                    lst = rng.choice(site.lists)
+                    page = rng.choices(("", "2", "3", "4"), (60, 25, 10, 5))[0]
+                    out.append(self._span("GET", lst, 200, {"page": page} if page else None))
+                elif r < 0.9:
+                    out.append(self._span("GET", rng.choice(site.details), 200))
+                elif r < 0.97:
+                    out.append(self._span("GET", "/", 200))
+                else:
+                    out.append(self._span("GET", rng.choice(REMOVED), 404, factor=0.3))
+
+        if kind == "reader":
+            out.append(self._span("GET", "/", 200))
+            browse(rng.randint(1, 12))
+        elif kind == "searcher":
+            out.append(self._span("GET", rng.choice(("/", site.pages)), 200))
+            for _ in range(rng.randint(1, 5)):
+                q = " ".join(self.word() for _ in range(rng.choices((1, 2, 3), (55, 35, 10))[0]))
+                out.append(self._span("GET", site.search, 200, {"q": q}))
+                for page in range(2, 2 + (rng.random() < 0.3) * rng.randint(1, 3)):
+                    out.append(self._span("GET", site.search, 200, {"q": q, "page": str(page)}))
+                browse(rng.randint(0, 2))
+        elif kind in ("member", "staff"):
+            out.append(self._span("GET", site.login, 200))
+            while rng.random() < 0.12:  # a mistyped password re-renders the form
+                out.append(self._span("POST", site.login, 200))
+            out.append(self._span("POST", site.login, 302))
+            browse(rng.randint(1, 8))
+            for _ in range(rng.choices((0, 1, 2), (50, 40, 10))[0]):
+                out.append(self._span("GET", rng.choice(site.details), 200))
+                out.append(self._span("POST", site.post, 302))
+            if kind == "staff":
+                for _ in range(rng.randint(2, 10)):
+                    out.append(self._span(rng.choice(("GET", "GET", "POST")), "admin/<app_label>/<model>/", 200))
+            if rng.random() < 0.7:
+                out.append(self._span("POST", site.logout, 302))
+        else:  # a crawler: feed and sitemap, then many pages quickly
+            out.append(self._span("GET", rng.choice(("feed/", "sitemap.xml")), 200))
+            for _ in range(rng.randint(5, 30)):
+                out.append(self._span("GET", rng.choice((site.pages, *site.details)), 200, factor=0.8))
+        return out
+
+    def next(self, t: float) -> dict[str, Any]:
+        rng = self.rng
+        while len(self.open) < self.concurrency:
+            d = self.drift * t
+            weights = [(1 - d) * a + d * b for a, b in zip(self.start, self.end, strict=True)]
+            self.open.append(self.session(rng.choices(self.types, weights)[0]))
+        if rng.random() >= self.stickiness or self.last >= len(self.open):
+            self.last = rng.randrange(len(self.open))
+        event = self.open[self.last].pop(0)
+        if not self.open[self.last]:
+            self.open.pop(self.last)
+            self.last = len(self.open)  # the next event comes from another visitor
+        return event
+
+
+def _site(ctx: Context) -> Sessions:
+    sessions: Sessions = ctx.state["sessions"]
+    return sessions
+
+
+def _span_event(body: dict[str, Any], site: Site) -> dict[str, Any]:
+    return {"timestamp": None, "type": "trace", "body": body, "attributes": {"service": site.name}}
+
+
+def site_ordinary(ctx: Context, t: float) -> dict[str, Any]:
+    sessions = _site(ctx)
+    return _span_event(sessions.next(t), sessions.site)
+
+
+def site_anomalous(ctx: Context, kind: str, t: float) -> dict[str, Any]:
+    sessions = _site(ctx)
+    rng, site = ctx.rng, sessions.site
+    if kind in ("error_burst", "latency_spike"):
+        body = sessions.next(t)
+        if kind == "error_burst":
+            body.update(status=500, error=rng.choice(("OperationalError", "ConnectionError", "TimeoutError")))
+        else:
+            body["duration"] = _bucket(rng.uniform(2500, 9000))
+        return _span_event(body, site)
+    if kind == "scanner":
+        from driftlock.events import normalize_path
+
+        body = sessions._span(rng.choice(("GET", "GET", "HEAD")), normalize_path(probe(rng)), 404, factor=0.3)
+    elif kind == "sql_injection":
+        body = sessions._span("GET", site.search, rng.choice((200, 200, 500)), {"q": payload(rng)})
+    elif kind == "credential_stuffing":
+        body = sessions._span("POST", site.login, 200, factor=0.5)
+    elif kind == "new_endpoint":
+        body = sessions._span("GET", "api/v2/export/", 200, rng.choice((None, {"format": "csv"})), factor=20)
+    else:
+        raise ValueError(f"unknown episode kind {kind!r}")
+    return _span_event(body, site)
+
+
 # -- the SDK families' common generator --------------------------------------------------------------------
 
 
@@ -887,6 +1108,7 @@ class SdkFamily:
     anomalous: Callable[[Context, str, float], dict[str, Any]]
     timestamp_key: str = "timestamp"
     catalogue: str = "routes"  # what the routes knob counts: routes, or merchants
+    site: Site | None = None  # site families: the site whose visitors make the ordinary traffic
 
     def generate(self, seed: int, knobs: Knobs) -> LabelledStream:
         rng = random.Random(f"{self.name}/{seed}")
@@ -896,6 +1118,8 @@ class SdkFamily:
         slots, episodes, drawn = layout(rng, knobs)
         catalogue: list[Any] = merchants(rng, n_routes) if self.catalogue == "merchants" else routes(rng, n_routes)
         ctx = Context(rng, catalogue if self.catalogue == "routes" else [], Mix(rng, catalogue, drift))
+        if self.site is not None:
+            ctx.state["sessions"] = Sessions(random.Random(rng.random()), self.site, drift)
         times = arrivals(rng, len(slots), rate)
         payloads, own = [], []
         previous: str | None = None
@@ -907,7 +1131,7 @@ class SdkFamily:
             event[self.timestamp_key] = _iso(at)
             payloads.append(event)
             own.append(slot.kind if slot.own else None)
-        settings = {"routes": n_routes, "rate": round(rate, 2), "drift": drift, **drawn}
+        settings = {"routes": None if self.site else n_routes, "rate": round(rate, 2), "drift": drift, **drawn}
         return LabelledStream(self.name, seed, encode_events(payloads), times, episodes, own, settings)
 
 
@@ -1071,6 +1295,7 @@ _SDK = {
         SdkFamily("sdk-api-metrics", api_ordinary, api_anomalous),
         SdkFamily("sdk-security", security_ordinary, security_anomalous),
         SdkFamily("sdk-transactions", transactions_ordinary, transactions_anomalous, catalogue="merchants"),
+        *(SdkFamily(name, site_ordinary, site_anomalous, site=site) for name, site in SITES.items()),
     )
 }
 FAMILIES = ("shop-spans", *_SDK, "tools")
