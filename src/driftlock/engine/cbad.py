@@ -47,10 +47,12 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from operator import itemgetter
 
 import zstandard
 
+from driftlock.engine.history import StatisticHistory
 from driftlock.engine.settings import DetectionSettings
 from driftlock.engine.surprise import field_surprise
 
@@ -64,6 +66,9 @@ MAX_SLICES = 4
 """Window-sized baseline slices the effect sizes are averaged over (8 gave the same decisions on
 benchmarks/engine.py and benchmarks/quality.py, at half again the cost)."""
 MIN_REPORTED_PERMUTATIONS = 100
+PERMUTED_BELOW = 0.05
+"""The permutation test runs only when the window's conformal p-value (:mod:`.history`) is at most this
+(or the thresholds, if larger): above it the stream's own windows already say the window is ordinary."""
 SCORE_SCALE = 1000
 """Combined scores are whole numbers (score × this), so sums compare exactly in any order."""
 EXCEEDANCES = 5
@@ -198,6 +203,17 @@ class _MaxStatistic:
         return self(rng.sample(range(self.size), self.window))
 
 
+def standardized(rows: list[list[int]], window: int, starts: Sequence[int]) -> list[float]:
+    """The max-T statistic of the window-sized runs of the pool starting at ``starts``, in closed form:
+    each row's run sum over its standard deviation under a random relabelling (rows are centred and in
+    units of their spread over the pool, so a sum of ``window`` of ``n`` has variance w(n - w)/(n - 1)),
+    the largest over the rows. Comparable between detections, unlike the raw sums."""
+    n = len(rows[0])
+    scale = SCORE_SCALE * math.sqrt(window * (n - window) / max(1, n - 1)) or 1.0
+    prefixes = [list(accumulate(row, initial=0)) for row in rows]
+    return [max(p[s + window] - p[s] for p in prefixes) / scale for s in starts]
+
+
 def _ncd(c_a: int, c_b: int, c_ab: int) -> float:
     high = max(c_a, c_b)
     if high == 0:
@@ -242,6 +258,8 @@ class Detection:
     is_statistically_significant: bool
     permutation_count: int
     strongest_signal: str
+    statistic: float | None = None  # the window's standardized max-T statistic, when the test ran
+    runs: tuple[float, ...] = ()  # the same for the pool's earlier window-sized runs (seeds a new history)
 
     def metrics(self) -> dict[str, float | int | bool]:
         return {
@@ -272,10 +290,17 @@ def confidence(p: float, ncd: float) -> float:
 
 
 def analyse(
-    baseline: Sequence[bytes], window: Sequence[bytes], settings: DetectionSettings, *, start: int = 0
+    baseline: Sequence[bytes],
+    window: Sequence[bytes],
+    settings: DetectionSettings,
+    *,
+    start: int = 0,
+    history: StatisticHistory | None = None,
 ) -> Detection:
     """Compare ``window`` with ``baseline`` (tokenized event bytes) and decide (§2.7). ``start`` is
-    the stream position of the baseline's first event: it aligns the baseline slices."""
+    the stream position of the baseline's first event: it aligns the baseline slices. ``history``: the
+    stream's recent ordinary statistics (:mod:`.history`); the p-value is then the larger of the
+    permutation p-value and the window's conformal p-value among them."""
     size = compressor_for(settings.compressor)
     w_size = len(window)
     w_bytes = _join(window)
@@ -312,32 +337,32 @@ def analyse(
         rule = strong or (composite_pass and (votes >= 2 or ncd_pass)) or (novelty_pass and (votes >= 2 or strong))
         return rule and p_pass
 
-    total = settings.permutation_count
     # the test also settles which side of these p-values it is on (the incident rule confirms at one)
     also = [level for level in (settings.confirm_p_value,) if level is not None]
     count = done = 0
+    permuted = 1.0  # the permutation p-value; 1 when the test does not run
+    conformal = 0.0
+    statistic: float | None = None
+    runs: tuple[float, ...] = ()
     if decide(0.0):  # otherwise no p-value could make this an anomaly: skip the test
         # The permutation test's reference is the older half of the baseline; the newer half and the
         # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
         reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
-        test = _MaxStatistic(pool_scores(reference, pool), w_size)
-        statistic = test.observed()
-        rng = random.Random(settings.seed)
-        floor = min(total, MIN_REPORTED_PERMUTATIONS)
-        while done < total:
-            count += test.relabelled(rng) >= statistic  # a random relabelling of the pool
-            done += 1
-            if count >= EXCEEDANCES and count >= 2 * settings.p_value_threshold * done:
-                break  # clearly not significant (a futility stop: it can only say "no anomaly")
-            if done == floor and count == 0 and decide(1 / (done + 1)):
-                break  # not one permutation reached the window: p < 1 / floor, an anomaly either way
-            low, high = count / total, (count + total - done) / total
-            fixed = decide(low)
-            settled = all((low <= level) == (high <= level) for level in also)
-            if fixed == decide(high) and settled and (not fixed or done >= floor):
-                break
+        rows = pool_scores(reference, pool)
+        n = len(pool)
+        statistic = standardized(rows, w_size, [n - w_size])[0]
+        if history is not None:
+            if not len(history):  # a new stream: its previous windows, scored against the same reference
+                step = max(1, settings.hop_size)
+                runs = tuple(standardized(rows, w_size, range((n - w_size) % step, n - w_size, step)))
+            conformal = history.p_value(statistic, overlap=math.sqrt(w_size / max(1, settings.hop_size)))
+        if conformal > max(PERMUTED_BELOW, settings.p_value_threshold, *also):
+            permuted = 0.0  # the stream's own windows say ordinary: no permutation can say otherwise
+        else:
+            count, done = _permute(_MaxStatistic(rows, w_size), settings, decide, conformal, also)
+            permuted = count / done
     # count/done lies between the bounds that fixed the decision, so it decides the same way
-    p = count / done if done else 1.0
+    p = max(permuted, conformal)
     is_anomaly = decide(p)
 
     margins = {
@@ -362,4 +387,35 @@ def analyse(
         is_statistically_significant=p < settings.p_value_threshold,
         permutation_count=done,
         strongest_signal=max(margins, key=lambda k: margins[k]),
+        statistic=statistic,
+        runs=runs,
     )
+
+
+def _permute(
+    test: _MaxStatistic,
+    settings: DetectionSettings,
+    decide: Callable[[float], bool],
+    conformal: float,
+    also: Sequence[float],
+) -> tuple[int, int]:
+    """(relabellings at least as extreme as the window, relabellings done), stopping as soon as the
+    decision on max(p, conformal) and the side of each of ``also`` can no longer change."""
+    total = settings.permutation_count
+    statistic = test.observed()
+    rng = random.Random(settings.seed)
+    floor = min(total, MIN_REPORTED_PERMUTATIONS)
+    count = done = 0
+    while done < total:
+        count += test.relabelled(rng) >= statistic  # a random relabelling of the pool
+        done += 1
+        if count >= EXCEEDANCES and count >= 2 * settings.p_value_threshold * done:
+            break  # clearly not significant (a futility stop: it can only say "no anomaly")
+        if done == floor and count == 0 and decide(max(1 / (done + 1), conformal)):
+            break  # not one permutation reached the window: p < 1 / floor, an anomaly either way
+        low, high = max(count / total, conformal), max((count + total - done) / total, conformal)
+        fixed = decide(low)
+        settled = all((low <= level) == (high <= level) for level in also)
+        if fixed == decide(high) and settled and (not fixed or done >= floor):
+            break
+    return count, done

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from driftlock.engine.cbad import Detection, analyse
 from driftlock.engine.explain import Explanation, explain
+from driftlock.engine.history import StatisticHistory
 from driftlock.engine.settings import MAX_STATE_EVENTS, DetectionSettings
 
 __all__ = ["MIN_BASELINE_SIZE", "StreamState", "WindowResult", "detections", "freeze", "ingest", "thaw"]
@@ -37,6 +38,7 @@ class StreamState:
     last_event_at: float | None = None
     frozen: list[bytes] | None = None  # a baseline held fixed, oldest first
     frozen_start: int = 0  # stream position of the frozen baseline's first event
+    history: StatisticHistory = field(default_factory=StatisticHistory)  # recent ordinary windows' statistics
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,10 @@ def detections(state: StreamState, events: Iterable[bytes], settings: DetectionS
         if state.since_detection is not None and state.since_detection < settings.hop_size:
             continue
         baseline, window, start = _baseline(state, settings)
-        detection = analyse(baseline, window, settings, start=start)
+        detection = analyse(baseline, window, settings, start=start, history=state.history)
+        if state.frozen is None and detection.statistic is not None:  # an ordinary window (no incident holds it)
+            state.history.add(detection.runs)  # a new stream's history: its previous windows
+            state.history.observe(detection.statistic)
         state.since_detection = 0
         state.detections += 1
         explanation = None
@@ -102,6 +107,7 @@ def freeze(state: StreamState, settings: DetectionSettings) -> None:
         return
     baseline, _, start = _baseline(state, settings)
     state.frozen, state.frozen_start = baseline, start
+    state.history.forget_pending()
 
 
 def thaw(state: StreamState, settings: DetectionSettings, *, forget: bool = True) -> None:

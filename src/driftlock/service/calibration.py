@@ -1,20 +1,13 @@
-"""Per-stream calibration of the decision threshold to a target false-positive rate.
+"""The stream's p-value threshold, and its record of how often ordinary detections reach each level.
 
-A permutation p-value is exact only when the window's events are exchangeable with the baseline's.
-Real traffic is not: it comes in sessions and bursts, and windows overlap, so a stream's ordinary
-windows reach p <= 0.05 far more often than one time in twenty (from 3% to 30% of detections,
-depending on how varied its events are; README, "Detection quality"). So each stream counts how
-often its own ordinary detections (those outside incidents) reach each of a few p-value levels, with
-counts that fade over HALF_LIFE detections, and a detection is anomalous only at the largest level
-that the stream's ordinary traffic reaches at most TARGET_RATE of the time: the reference's
-FPR-target calibration (API-AND-CBAD.md §2.11), on p rather than on the composite score. TARGET_RATE
-sits a little under the 1% it stands for: the estimate follows the stream's traffic with a lag, and
-the levels are coarse, so a stream calibrated to exactly 1% runs a little above it. Until a stream
-has MIN_DETECTIONS ordinary detections, WARM_UP_P_VALUE applies: the p-value a permutation test of
-ordinary traffic reaches about 1% of the time (at 0.01, and from the profile's 0.05 all the more,
-streams of SDK-shaped events ran above 1%; README, "Detection quality"). A threshold given in the
-request's ``config_override`` is used as given: a check that must flag one odd event in a small
-window needs it, since p cannot fall below about the window over its pool.
+The engine's p-value is calibrated per stream by the engine itself: it is the larger of the permutation
+p-value and the window's rank among the stream's own recent ordinary windows (:mod:`driftlock.engine.history`),
+so ordinary detections reach p <= 0.01 about one time in a hundred also on session-shaped traffic, where a
+permutation of single events alone reached it one time in six (README, "Detection quality"). Moving the
+threshold instead (the reference's FPR-target calibration, API-AND-CBAD.md §2.11, as this module did
+before) cannot repair a p-value of 0, which passes every threshold. So the threshold is fixed: P_VALUE, at
+most the profile's; a threshold given in the request's ``config_override`` is used as given. The counts
+(fading over HALF_LIFE detections) stay in the stream's meta as the stream's own calibration check.
 """
 
 from __future__ import annotations
@@ -22,31 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["LEVELS", "TARGET_RATE", "observe", "threshold"]
+__all__ = ["LEVELS", "P_VALUE", "observe", "threshold"]
 
-TARGET_RATE = 0.008
+P_VALUE = 0.005
+"""The anomaly threshold: with an honest p, about one ordinary detection in 200, and an incident (three
+confirming detections within a window) far rarer."""
 LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
-"""Candidate thresholds, loosest first; 0.0 keeps only windows no permutation reached."""
 HALF_LIFE = 500
-MIN_DETECTIONS = 100
-WARM_UP_P_VALUE = 0.005
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 
 
 def threshold(calibration: Mapping[str, Any] | None, ceiling: float) -> float:
-    """The p-value threshold this stream's ordinary traffic allows, at most ``ceiling`` (the profile's)."""
-    if not calibration or float(calibration.get("n", 0)) < MIN_DETECTIONS:
-        return min(ceiling, WARM_UP_P_VALUE)
-    n = float(calibration["n"])
-    hits = calibration.get("hits", {})
-    for level in LEVELS:
-        if level <= ceiling and float(hits.get(str(level), 0.0)) <= TARGET_RATE * n:
-            return level
-    return 0.0
+    """The p-value threshold of the stream's anomalies: P_VALUE, at most ``ceiling`` (the profile's)."""
+    return min(ceiling, P_VALUE)
 
 
 def observe(calibration: Mapping[str, Any] | None, p_values: Iterable[float]) -> dict[str, Any]:
-    """The calibration after these ordinary detections' p-values (JSON-ready, for the stream's meta)."""
+    """The record after these ordinary detections' p-values (JSON-ready, for the stream's meta)."""
     n = float((calibration or {}).get("n", 0.0))
     hits = {str(level): float((calibration or {}).get("hits", {}).get(str(level), 0.0)) for level in LEVELS}
     for p in p_values:
