@@ -43,7 +43,7 @@ HISTORY = 1000
 """Statistics kept: about 10,000 events of a stream at the balanced hop."""
 TAIL = 0.05
 MIN_TAIL = 5
-MIN_SCALE = 0.5
+MIN_SCALE = 1.0
 """The least mean excess of the tail, in the statistic's units (standard deviations), so a history whose
 largest values are all alike does not make a small step beyond them look extreme."""
 HOLD = 10
