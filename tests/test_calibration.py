@@ -97,3 +97,18 @@ def test_an_incident_keeps_its_windows_out_of_the_stream_history() -> None:
     freeze(state, SETTINGS)
     list(detections(state, events[800:], SETTINGS))
     assert len(state.history) == before and not state.history.pending
+
+
+def test_a_stream_history_survives_in_its_meta() -> None:
+    from driftlock.service import calibration
+
+    stream = F.generate("site-cms", 2, F.Knobs(quiet=True, events=1200))
+    state, meta = StreamState("m"), {}
+    for event in encoded_events(stream.events, tokenizer=True):
+        list(detections(state, [event], SETTINGS))
+        calibration.remember(meta, state)
+    assert len(state.history) >= calibration.SAVE_EVERY
+    fresh = StreamState("m")
+    calibration.restore(meta, fresh)
+    assert 0 <= len(state.history) - len(fresh.history) <= calibration.SAVE_EVERY
+    assert fresh.history.sorted == sorted(fresh.history.values)

@@ -57,6 +57,7 @@ class StatisticHistory:
         self.values: deque[float] = deque(maxlen=size)
         self.sorted: list[float] = []
         self.pending: deque[float] = deque()
+        self.added = 0  # statistics added since this object was made
         self.add(values)
 
     def __len__(self) -> int:
@@ -68,6 +69,7 @@ class StatisticHistory:
                 del self.sorted[bisect_left(self.sorted, self.values[0])]
             self.values.append(value)
             insort(self.sorted, value)
+            self.added += 1
 
     def observe(self, statistic: float) -> None:
         """An ordinary window's statistic: it joins the history HOLD detections later."""

@@ -12,16 +12,23 @@ most the profile's; a threshold given in the request's ``config_override`` is us
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["LEVELS", "P_VALUE", "observe", "threshold"]
+from driftlock.engine.history import StatisticHistory
+from driftlock.engine.stream import StreamState
+
+__all__ = ["LEVELS", "P_VALUE", "observe", "remember", "restore", "threshold"]
 
 P_VALUE = 0.005
 """The anomaly threshold: with an honest p, about one ordinary detection in 200, and an incident (three
 confirming detections within a window) far rarer."""
 LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
 HALF_LIFE = 500
+HISTORY_KEY = "statistics"
+SAVE_EVERY = 50
+"""New statistics between two copies of the stream's history in its meta: a restarted server, or another
+replica, resumes from a history at most this many windows old instead of starting a new one."""
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 
 
@@ -40,3 +47,17 @@ def observe(calibration: Mapping[str, Any] | None, p_values: Iterable[float]) ->
             key = str(level)
             hits[key] = hits[key] * _DECAY + (1.0 if p <= level else 0.0)
     return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}}
+
+
+def restore(meta: Mapping[str, Any], engine: StreamState) -> None:
+    """Give a stream state loaded without its history (a new process, another replica) the saved one."""
+    if not len(engine.history) and meta.get(HISTORY_KEY):
+        engine.history = StatisticHistory.from_json(meta[HISTORY_KEY])
+
+
+def remember(meta: MutableMapping[str, Any], engine: StreamState) -> None:
+    """Copy the stream's history into its meta once SAVE_EVERY new statistics have joined it."""
+    saved = int(meta.get(HISTORY_KEY + "_at", 0))
+    if engine.history.added - saved >= SAVE_EVERY or (engine.history.added < saved and len(engine.history)):
+        meta[HISTORY_KEY] = engine.history.to_json()
+        meta[HISTORY_KEY + "_at"] = engine.history.added
