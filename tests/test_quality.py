@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import statistics
@@ -20,7 +21,8 @@ from driftlock.demo.scoring import Episode, detection_positions, score, score_ra
 from driftlock.service import DetectionService
 from tests.support import ROOT, clean_env
 
-SDK = [f for f in F.FAMILIES if f not in ("shop-spans", "tools")]
+SDK = [f for f in F.FAMILIES if f.startswith("sdk-")]
+SITES = list(F.SITES)
 SMALL = F.Knobs(warmup=100, gap=40, length=30, routes=20, rate=10.0, drift=0.0)
 
 
@@ -114,6 +116,35 @@ def test_episode_events_look_like_their_kind_and_ordinary_ones_do_not(family: st
         assert own and all(looks(b) for b in own), (kind, next(b for b in own if not looks(b)))
         share = sum(1 for b in ordinary if looks(b)) / len(ordinary)
         assert share < 0.1, (kind, share)  # ordinary traffic rarely looks like this
+
+
+def _site_looks(family: str) -> dict[str, Any]:
+    site = F.SITES[family]
+    return {
+        "scanner": lambda b: b["status"] == 404 and b["route"].lstrip("/").rstrip("/") + "/" not in F.REMOVED,
+        "sql_injection": lambda b: any(m in b.get("query", {}).get("q", "") for m in INJECTED),
+        "error_burst": lambda b: b["status"] == 500 and "error" in b,
+        "latency_spike": lambda b: b["duration"] in ("<5s", "<10s"),
+        "credential_stuffing": lambda b: (b["method"], b["route"], b["status"]) == ("POST", site.login, 200),
+        "new_endpoint": lambda b: b["route"] == "api/v2/export/",
+    }
+
+
+@pytest.mark.parametrize("family", SITES)
+def test_site_episodes_look_like_their_kind_and_ordinary_visitors_come_in_sessions(family: str) -> None:
+    stream = F.generate(family, 11)
+    assert all(e["type"] == "trace" and e["body"]["kind"] == "http" for e in stream.events)  # spans as mapped
+    ordinary = [e["body"] for e, k in zip(stream.events, stream.own, strict=True) if k is None]
+    for kind, looks in _site_looks(family).items():
+        own = [e["body"] for e in F.own_events(stream, kind)]
+        assert own and all(looks(b) for b in own), (kind, next(b for b in own if not looks(b)))
+        assert sum(1 for b in ordinary if looks(b)) / len(ordinary) < 0.1, kind
+    # sessions: a search is followed by another far more often than searches occur (paging, new words)
+    search = [b["route"] == F.SITES[family].search for b in ordinary]
+    after = [b for a, b in itertools.pairwise(search) if a]
+    assert sum(after) / len(after) > 2 * sum(search) / len(search)
+    words = [b["query"]["q"] for b in ordinary if "q" in b.get("query", {})]
+    assert len(set(words)) > 0.5 * len(words)  # a long tail of queries: most are new
 
 
 @pytest.mark.parametrize("family", SDK)
