@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["HISTORY", "StatisticHistory"]
 
@@ -95,9 +95,11 @@ class StatisticHistory:
         scale = max(MIN_SCALE, sum(top) / len(top) - top[0])
         return overlap / (overlap + n) * math.exp(-(statistic - self.sorted[-1]) / scale)
 
-    def to_json(self) -> list[float]:
-        return [round(v, 4) for v in self.values]
+    def to_json(self) -> dict[str, list[float]]:
+        return {"values": list(self.values), "pending": list(self.pending)}
 
     @classmethod
-    def from_json(cls, data: Sequence[float] | None) -> StatisticHistory:
-        return cls(float(v) for v in data or ())
+    def from_json(cls, data: Mapping[str, Sequence[float]] | None) -> StatisticHistory:
+        history = cls(float(v) for v in (data or {}).get("values", ()))
+        history.pending.extend(float(v) for v in (data or {}).get("pending", ()))
+        return history

@@ -26,9 +26,6 @@ confirming detections within a window) far rarer."""
 LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
 HALF_LIFE = 500
 HISTORY_KEY = "statistics"
-SAVE_EVERY = 50
-"""New statistics between two copies of the stream's history in its meta: a restarted server, or another
-replica, resumes from a history at most this many windows old instead of starting a new one."""
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 
 
@@ -56,8 +53,6 @@ def restore(meta: Mapping[str, Any], engine: StreamState) -> None:
 
 
 def remember(meta: MutableMapping[str, Any], engine: StreamState) -> None:
-    """Copy the stream's history into its meta once SAVE_EVERY new statistics have joined it."""
-    saved = int(meta.get(HISTORY_KEY + "_at", 0))
-    if engine.history.added - saved >= SAVE_EVERY or (engine.history.added < saved and len(engine.history)):
-        meta[HISTORY_KEY] = engine.history.to_json()
-        meta[HISTORY_KEY + "_at"] = engine.history.added
+    """Copy the stream's history into its meta (with the rest of the stream's state, every call that
+    detected), so a restarted server or another replica over the same store goes on from it."""
+    meta[HISTORY_KEY] = engine.history.to_json()
