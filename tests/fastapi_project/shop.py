@@ -79,7 +79,9 @@ if incident_log:
 
     def tell(anomaly, span):
         with open(incident_log, "a") as out:
-            out.write(f"{os.getpid()} {span.stream_id} {anomaly.id}\n")
+            mark = anomaly.incident
+            incident, change = (mark.id, "opened" if mark.opened else "updated") if mark else (anomaly.id, "alarm")
+            out.write(f"{os.getpid()} {span.stream_id} {incident} {change}\n")
 
     driftlock.add_anomaly_handler(tell)
 
