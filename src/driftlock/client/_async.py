@@ -152,7 +152,7 @@ class DriftlockClient(ClientBase):
         loop = asyncio.get_running_loop()
         resources = self._loops.get(loop)
         if resources is None or resources.http is None:
-            http = httpx.AsyncClient(follow_redirects=False, **self._transport_kwargs(asynchronous=True))
+            http = httpx.AsyncClient(follow_redirects=False, **self._transport_kwargs())
             resources = self._loops[loop] = _LoopResources(http)
             guard = resources.guard = _guard(resources)
             _guards().add(guard)

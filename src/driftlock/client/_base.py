@@ -129,7 +129,7 @@ class ClientBase:
         stream = stream_id or self.config.stream_id
         return ops.detect_parts(events, stream, override, self.config.max_batch_size)
 
-    def _transport_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+    def _transport_kwargs(self) -> dict[str, Any]:
         if self._transport is not None:
             return {"transport": self._transport}
         if not self.embedded:
