@@ -832,7 +832,7 @@ async def test_a_collected_async_client_releases_its_pool(server: ServerProcess)
 
     from driftlock.client import _async
 
-    before = len(_async._guards)
+    before = len(_async._guards())
 
     async def use() -> None:
         assert (await DriftlockClient(base_url=server.url).health()).ok
@@ -841,10 +841,10 @@ async def test_a_collected_async_client_releases_its_pool(server: ServerProcess)
         await use()
     gc.collect()
     for _ in range(50):  # the finalizer schedules the close on this loop: a few turns of it
-        if len(_async._guards) == before:
+        if len(_async._guards()) == before:
             break
         await asyncio.sleep(0)
-    assert len(_async._guards) == before
+    assert len(_async._guards()) == before
 
 
 def test_flush_flow_keeps_a_batch_that_was_interrupted_or_refused() -> None:

@@ -72,8 +72,11 @@ def test_anomalies_reach_log_callback_and_handlers(server: ServerProcess, caplog
     def broken(anomaly: Any, span: Any) -> None:
         raise RuntimeError("handler bug")
 
+    def handle(anomaly: Any, span: Any) -> None:
+        handled.append(anomaly)
+
     driftlock.add_anomaly_handler(broken)
-    driftlock.add_anomaly_handler(lambda a, s: handled.append(a))
+    driftlock.add_anomaly_handler(handle)
     try:
         exporter = DriftlockSpanExporter(
             base_url=server.url, stream_id="exp-anomalies", on_anomaly=lambda a, s: seen.append((a, s))
@@ -82,7 +85,7 @@ def test_anomalies_reach_log_callback_and_handlers(server: ServerProcess, caplog
             assert exporter.export(spans) is SpanExportResult.SUCCESS
     finally:
         driftlock.remove_anomaly_handler(broken)
-        driftlock.anomalies._handlers.clear()
+        driftlock.remove_anomaly_handler(handle)
     assert seen and len(handled) == len(seen)
     anomaly, details = seen[0]
     trace_ids = {format(s.context.trace_id, "032x"): s for s in spans}

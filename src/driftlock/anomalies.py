@@ -17,6 +17,7 @@ from typing import Any
 
 from driftlock.events import SpanRecord
 from driftlock.models import Anomaly, Incident
+from driftlock.registry import REGISTRY
 
 __all__ = [
     "SpanDetails",
@@ -33,9 +34,19 @@ _internal = logging.getLogger("driftlock.exporter")
 
 Handler = Callable[[Anomaly, "SpanDetails"], Any]
 IncidentHandler = Callable[[Incident, "SpanDetails | None"], Any]
-_handlers: list[Handler] = []
-_incident_handlers: list[IncidentHandler] = []
-_lock = threading.Lock()
+
+
+class _Handlers:
+    """The handlers added in this process, under one lock (dispatch copies them and calls outside it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.anomaly: list[Handler] = []
+        self.incident: list[IncidentHandler] = []
+
+
+def _handlers() -> _Handlers:
+    return REGISTRY.slot("anomalies.handlers", _Handlers)
 
 
 @dataclass(frozen=True)
@@ -73,28 +84,32 @@ class SpanDetails:
 
 def add_anomaly_handler(handler: Handler) -> None:
     """Call ``handler(anomaly, span)`` for every anomaly the exporter receives. Idempotent."""
-    with _lock:
-        if handler not in _handlers:
-            _handlers.append(handler)
+    _add(_handlers().anomaly, handler)
 
 
 def remove_anomaly_handler(handler: Handler) -> None:
-    with _lock:
-        if handler in _handlers:
-            _handlers.remove(handler)
+    _remove(_handlers().anomaly, handler)
 
 
 def add_incident_handler(handler: IncidentHandler) -> None:
     """Call ``handler(incident, span)`` when an incident opens and when it resolves. Idempotent."""
-    with _lock:
-        if handler not in _incident_handlers:
-            _incident_handlers.append(handler)
+    _add(_handlers().incident, handler)
 
 
 def remove_incident_handler(handler: IncidentHandler) -> None:
-    with _lock:
-        if handler in _incident_handlers:
-            _incident_handlers.remove(handler)
+    _remove(_handlers().incident, handler)
+
+
+def _add(handlers: list[Any], handler: Any) -> None:
+    with _handlers().lock:
+        if handler not in handlers:
+            handlers.append(handler)
+
+
+def _remove(handlers: list[Any], handler: Any) -> None:
+    with _handlers().lock:
+        if handler in handlers:
+            handlers.remove(handler)
 
 
 def _call(handler: Callable[..., Any], *args: Any) -> None:
@@ -127,9 +142,10 @@ def dispatch(
             "incident_id": incident.id if incident else None,
         },
     )
-    with _lock:
-        handlers = list(_handlers)
-        incident_handlers = list(_incident_handlers)
+    registered = _handlers()
+    with registered.lock:
+        handlers = list(registered.anomaly)
+        incident_handlers = list(registered.incident)
     if on_anomaly is not None:
         handlers.insert(0, on_anomaly)
     for handler in handlers:
@@ -148,7 +164,8 @@ def dispatch_incident(incident: Incident, span: SpanDetails | None = None) -> No
         incident.anomaly_count,
         extra={"driftlock_stream": incident.stream_id, "incident_id": incident.id},
     )
-    with _lock:
-        handlers = list(_incident_handlers)
+    registered = _handlers()
+    with registered.lock:
+        handlers = list(registered.incident)
     for handler in handlers:
         _call(handler, incident, span)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from driftlock.registry import REGISTRY
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
@@ -107,18 +109,22 @@ SDK_SPAN_KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "co
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
-_resource_cache: tuple[object, Mapping[str, Any]] = (None, {})
+class _ResourceCache:
+    """The last resource seen and a copy of its attributes (one pair, replaced whole)."""
+
+    def __init__(self) -> None:
+        self.latest: tuple[object, Mapping[str, Any]] = (None, {})
 
 
 def _resource_attributes(resource: Any) -> Mapping[str, Any]:
     """A process has one resource, shared by all its spans: copy its attributes once, not per span."""
-    global _resource_cache
     if resource is None:
         return {}
-    cached, attributes = _resource_cache
+    cache = REGISTRY.slot("events.resource", _ResourceCache)
+    cached, attributes = cache.latest
     if cached is not resource:
         attributes = dict(resource.attributes)
-        _resource_cache = (resource, attributes)
+        cache.latest = (resource, attributes)
     return attributes
 
 

@@ -2,9 +2,10 @@
 
 The shape is sentry-python's ``_installed_integrations`` under ``_installer_lock``: each integration
 (``driftlock.configure``, Celery, Django) keeps its state in a slot here, made once and guarded by one
-lock, instead of a global of its own; so do the process's shared caches (the embedded API of each
-store, the decoded anchors, the live exporters). A slot made ``per_process`` is made again in a child
-after ``fork()`` (a store connection opened before the fork is not the child's).
+lock, instead of a global of its own; so do the application's anomaly handlers and the process's shared
+caches (the embedded API of each store, the decoded anchors, the live exporters, the clients' metrics).
+A slot made ``per_process`` is made again in a child after ``fork()`` (a store connection opened before
+the fork is not the child's).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from driftlock.models import (
     Verification,
     merge_results,
 )
+from driftlock.registry import REGISTRY
 
 __all__ = ["DriftlockClient"]
 
@@ -50,8 +51,10 @@ logger = logging.getLogger("driftlock.client")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_guards: set[AsyncGenerator[None, None]] = set()
-"""Live guards; the loops only hold them weakly."""
+
+def _guards() -> set[AsyncGenerator[None, None]]:
+    """Live guards; the loops only hold them weakly."""
+    return REGISTRY.slot("client.async_guards", set)
 
 
 class _LoopResources:
@@ -78,7 +81,7 @@ async def _guard(resources: _LoopResources) -> AsyncGenerator[None, None]:
         yield
     finally:
         if resources.guard is not None:
-            _guards.discard(resources.guard)
+            _guards().discard(resources.guard)
         await resources.aclose(shutdown=True)
 
 
@@ -149,10 +152,10 @@ class DriftlockClient(ClientBase):
         loop = asyncio.get_running_loop()
         resources = self._loops.get(loop)
         if resources is None or resources.http is None:
-            http = httpx.AsyncClient(follow_redirects=False, **self._transport_kwargs(asynchronous=True))
+            http = httpx.AsyncClient(follow_redirects=False, **self._transport_kwargs())
             resources = self._loops[loop] = _LoopResources(http)
             guard = resources.guard = _guard(resources)
-            _guards.add(guard)
+            _guards().add(guard)
             await guard.__anext__()  # started on this loop: the loop now closes it at shutdown
         return resources
 
@@ -262,7 +265,7 @@ class DriftlockClient(ClientBase):
         if resources is not None:
             await resources.aclose()  # streams flushed the usual way, then the pool
             if resources.guard is not None:
-                _guards.discard(resources.guard)
+                _guards().discard(resources.guard)
                 await resources.guard.aclose()  # nothing left for it to do
         _release(self._loops)
         await asyncio.to_thread(self._sync.close)

@@ -17,6 +17,7 @@ from driftlock.client._metrics import metrics_for, operation_label
 from driftlock.config import Config
 from driftlock.exceptions import DriftlockAuthenticationError
 from driftlock.models import DetectionResult, Verification
+from driftlock.registry import REGISTRY
 
 EMBEDDED_ROOT: Final = "http://driftlock.embedded"
 """The API root of the embedded engine: requests to it are answered in process, never sent."""
@@ -31,23 +32,28 @@ class _Unset:
 
 UNSET: Final = _Unset()
 
-_installed: list[Any] = []
-"""Transports :mod:`driftlock.testing` installs for every client while a test runs (the last wins)."""
+
+def _installed() -> list[Any]:
+    """Transports :mod:`driftlock.testing` installs for every client while a test runs (the last wins)."""
+    installed: list[Any] = REGISTRY.slot("client.test_transports", list)
+    return installed
 
 
 def install_transport(transport: Any) -> None:
     """Answer every client's requests with ``transport`` (an httpx transport) until :func:`uninstall_transport`."""
-    _installed.append(transport)
+    _installed().append(transport)
 
 
 def uninstall_transport(transport: Any) -> None:
-    if transport in _installed:
-        _installed.remove(transport)
+    installed = _installed()
+    if transport in installed:
+        installed.remove(transport)
 
 
 def installed_transport() -> Any:
     """The transport a test installed, or None (always None outside tests)."""
-    return _installed[-1] if _installed else None
+    installed = _installed()
+    return installed[-1] if installed else None
 
 
 def request_for(send: protocol.Send) -> httpx.Request:
@@ -123,7 +129,7 @@ class ClientBase:
         stream = stream_id or self.config.stream_id
         return ops.detect_parts(events, stream, override, self.config.max_batch_size)
 
-    def _transport_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+    def _transport_kwargs(self) -> dict[str, Any]:
         if self._transport is not None:
             return {"transport": self._transport}
         if not self.embedded:

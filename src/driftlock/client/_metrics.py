@@ -14,7 +14,6 @@ so ids never become labels. Every client on one registry shares the same four fa
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
 from typing import Any
@@ -27,6 +26,7 @@ from driftlock.exceptions import (
     DriftlockRateLimitError,
     DriftlockValidationError,
 )
+from driftlock.registry import REGISTRY
 
 __all__ = ["ClientMetrics", "error_kind", "metrics_for", "operation_label"]
 
@@ -111,8 +111,10 @@ class ClientMetrics:
             self.duration.labels(operation).observe(time.perf_counter() - started)
 
 
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[Any, ClientMetrics] = weakref.WeakKeyDictionary()
+def _by_registry() -> weakref.WeakKeyDictionary[Any, ClientMetrics]:
+    """Each Prometheus registry's families, made once (under ``REGISTRY.lock``) and shared by its clients."""
+    made: weakref.WeakKeyDictionary[Any, ClientMetrics] = REGISTRY.slot("client.metrics", weakref.WeakKeyDictionary)
+    return made
 
 
 def metrics_for(option: Any) -> ClientMetrics | None:
@@ -129,8 +131,9 @@ def metrics_for(option: Any) -> ClientMetrics | None:
     registry = prometheus_client.REGISTRY if option is True else option
     if not isinstance(registry, prometheus_client.CollectorRegistry):
         raise TypeError(f"metrics= takes True, False or a prometheus_client CollectorRegistry, not {option!r}")
-    with _lock:
-        found = _by_registry.get(registry)
+    with REGISTRY.lock:
+        made = _by_registry()
+        found = made.get(registry)
         if found is None:
-            found = _by_registry[registry] = ClientMetrics(registry)
+            found = made[registry] = ClientMetrics(registry)
         return found

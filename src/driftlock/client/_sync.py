@@ -120,7 +120,7 @@ class DriftlockSyncClient(ClientBase):
             with res.lock:
                 if res.http is None or self._pid != os.getpid():
                     # A pool inherited across fork() shares sockets with the parent: never reuse it.
-                    res.http = httpx.Client(follow_redirects=False, **self._transport_kwargs(asynchronous=False))
+                    res.http = httpx.Client(follow_redirects=False, **self._transport_kwargs())
                     self._pid = os.getpid()
         return res.http
 

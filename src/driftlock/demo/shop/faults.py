@@ -12,13 +12,19 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from driftlock.registry import REGISTRY
+
 SLOW_SECONDS = 0.15
 
-_seen: tuple[float, str] = (0.0, "")
+
+class _Seen:
+    """The fault file's modification time and content when this process last read it."""
+
+    def __init__(self) -> None:
+        self.latest: tuple[float, str] = (0.0, "")
 
 
 def current_fault() -> str:
-    global _seen
     path = os.environ.get("DRIFTLOCK_DEMO_FAULTS")
     if not path:
         return ""
@@ -26,10 +32,11 @@ def current_fault() -> str:
         mtime = os.stat(path).st_mtime
     except OSError:
         return ""
-    if mtime != _seen[0]:
+    seen = REGISTRY.slot("demo.fault", _Seen)
+    if mtime != seen.latest[0]:
         with open(path) as handle:
-            _seen = (mtime, handle.read().strip())
-    return _seen[1]
+            seen.latest = (mtime, handle.read().strip())
+    return seen.latest[1]
 
 
 class FaultMiddleware:
