@@ -80,7 +80,6 @@ def test_a_latency_spike_inside_log_messages_is_found_and_ordinary_logs_are_not(
     rng = random.Random(11)
     ordinary = lambda: event_bytes(_log(rng, rng.lognormvariate(3.5, 0.5)))
     baseline = [ordinary() for _ in range(400)]
-    calm = [ordinary() for _ in range(50)]
     slow = []
     for _ in range(12):
         path = rng.choice(PATHS).format(rng.randrange(1, 99999))
@@ -90,7 +89,9 @@ def test_a_latency_spike_inside_log_messages_is_found_and_ordinary_logs_are_not(
     rng.shuffle(spike)
     found = analyse(baseline, spike, BALANCED)
     assert found.is_anomaly and found.p_value <= 0.01, found
-    assert not analyse(baseline, calm, BALANCED).is_anomaly
+    # ordinary windows: a test at p <= 0.05 flags about one in twenty by construction
+    calm = [analyse(baseline, [ordinary() for _ in range(50)], BALANCED) for _ in range(40)]
+    assert sum(d.is_anomaly for d in calm) <= 4, [round(d.p_value, 3) for d in calm]
     scores = field_surprise(baseline[:200], spike)
     others = sorted(scores[e] for e in spike if e not in slow)
     assert min(scores[e] for e in slow) > others[-1]  # each slow request is the most unusual

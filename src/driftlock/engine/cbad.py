@@ -53,6 +53,7 @@ import zstandard
 
 from driftlock.engine.settings import DetectionSettings
 from driftlock.engine.surprise import field_surprise
+from driftlock.engine.tokenize import coarse
 
 __all__ = ["Detection", "analyse", "compressed_size"]
 
@@ -151,11 +152,13 @@ def _units(values: Sequence[float], weights: Sequence[int]) -> tuple[float, floa
 
 def pool_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> list[list[int]]:
     """The pool's scores, one row per score that varies over it: conditional cost, rarity, frequency
-    gain (:func:`event_scores`) and field surprise (:func:`.surprise.field_surprise`), each centred
-    and in units of its spread over the pool, as whole numbers (× SCORE_SCALE) so sums compare
-    exactly in any order."""
+    gain (:func:`event_scores`, of each event's kind: :func:`.tokenize.coarse`) and field surprise
+    (:func:`.surprise.field_surprise`, of the event itself), each centred and in units of its spread
+    over the pool, as whole numbers (× SCORE_SCALE) so sums compare exactly in any order."""
     in_pool = Counter(pool)
-    scores = event_scores(reference, in_pool)
+    kinds = {event: coarse(event) for event in in_pool}
+    per_kind = event_scores([coarse(e) for e in reference], Counter(kinds[e] for e in pool))
+    scores = {event: per_kind[kind] for event, kind in kinds.items()}
     surprise = field_surprise(reference, in_pool)
     per_event = {e: (*s, surprise[e]) for e, s in scores.items()}
     weights = list(in_pool.values())

@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any
 
-__all__ = ["canonical_json", "event_bytes", "measurement", "neighbour", "tokenize"]
+__all__ = ["canonical_json", "coarse", "event_bytes", "measurement", "neighbour", "tokenize"]
 
 # Order matters: the most specific patterns first.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -99,6 +99,24 @@ def neighbour(bound: float, toward: float) -> float:
     return bound
 
 
+_UNITS: dict[str, tuple[float, str]] = {
+    "ns": (1e-6, "ms"),
+    "us": (1e-3, "ms"),
+    "µs": (1e-3, "ms"),
+    "ms": (1.0, "ms"),
+    "s": (1e3, "ms"),
+    "b": (1.0, "B"),
+    "kb": (1e3, "B"),
+    "kib": (1024.0, "B"),
+    "mb": (1e6, "B"),
+    "mib": (1024.0**2, "B"),
+    "gb": (1e9, "B"),
+    "gib": (1024.0**3, "B"),
+}
+"""Units of one quantity measured on one scale (durations in ms, sizes in bytes), so a duration that crosses a
+second or a size that crosses a kilobyte is judged by how far it moved, not as a value of another unit."""
+
+
 @functools.lru_cache(maxsize=8192)
 def measurement(value: str) -> tuple[float, str] | None:
     """The bound and unit of a magnitude (``"<5000ms"`` is (5000.0, "ms")), None for any other value:
@@ -107,7 +125,11 @@ def measurement(value: str) -> tuple[float, str] | None:
     if m is None:
         return None
     bound = float(m.group(2))
-    return (-bound if m.group(1) else bound), m.group(3)
+    unit = m.group(3)
+    if unit.lower() in _UNITS:  # one scale per quantity: "<1s" is the step after "<500ms"
+        factor, unit = _UNITS[unit.lower()]
+        bound *= factor
+    return (-bound if m.group(1) else bound), unit
 
 
 @functools.lru_cache(maxsize=8192)
@@ -139,3 +161,26 @@ def tokenized(value: Any, key: str = "") -> Any:
 def event_bytes(event: Any, *, tokenizer: bool = True) -> bytes:
     """Serialize one event compactly (no newline inside), tokenized value by value."""
     return canonical_json(tokenized(event) if tokenizer else event).encode("utf-8")
+
+
+_MAGNITUDE_BYTES = re.compile(rb"-?<\d+(?:\.\d+)?[A-Za-z%]*")
+
+
+def _decade(match: re.Match[bytes]) -> bytes:
+    measured = measurement(match.group().decode())
+    if measured is None or measured[0] == 0:
+        return match.group()
+    bound, unit = measured
+    decade = math.ceil(math.log10(abs(bound)) - 1e-9)
+    return f"{'-' if bound < 0 else ''}<1e{decade}{unit}".encode()
+
+
+@functools.lru_cache(maxsize=16384)
+def coarse(event: bytes) -> bytes:
+    """The event with every magnitude widened to its decade (``<250ms``, ``<500ms`` and ``<1s`` all read
+    ``<1e3ms``): what the whole-event scores count as one kind of event.
+
+    A loaded machine moves every duration a step or two, and a visitor's burst of pages all a step slower
+    would otherwise be a burst of events never seen before. How far a measurement moved is the field surprise
+    score's to judge (:mod:`.surprise`), on the fine scale."""
+    return _MAGNITUDE_BYTES.sub(_decade, event)
