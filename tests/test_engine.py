@@ -4,6 +4,7 @@ import math
 import random
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -252,3 +253,30 @@ def test_median_detection_is_fast_enough_for_a_test_machine() -> None:
         analyse(baseline, window, BALANCED)
         times.append(time.perf_counter() - started)
     assert sorted(times)[len(times) // 2] < 0.1  # generous: benchmarks/engine.py measures for real
+
+
+def test_durations_are_counted_by_decade_in_whole_event_scores() -> None:
+    """One scale per quantity, and a decade per kind: "<1s" is the step after "<500ms", and a page a step
+    slower is the same kind of event (the field surprise score judges the step itself)."""
+    from driftlock.engine.tokenize import coarse, measurement
+
+    assert measurement("<1s") == (1000.0, "ms") and measurement("<2.5s") == (2500.0, "ms")
+    assert measurement("<5KB") == (5000.0, "B") and measurement("<250") == (250.0, "")
+    kinds = {coarse(b'{"duration":"%s","route":"a"}' % d.encode()) for d in ("<250ms", "<500ms", "<1s")}
+    assert len(kinds) == 1
+    assert coarse(b'{"duration":"<10ms"}') != coarse(b'{"duration":"<250ms"}') != coarse(b'{"duration":"<5s"}')
+
+
+def test_a_latency_spike_is_found_though_durations_count_by_decade_in_whole_event_scores() -> None:
+    rng = random.Random(3)
+    pages = ["", "products/", "search/", "cart/", "products/{int}/"]
+
+    def page(duration: str) -> dict[str, Any]:
+        return {"body": {"kind": "http", "method": "GET", "route": rng.choice(pages), "status": 200,
+                         "duration": duration}}  # fmt: skip
+
+    baseline = encoded([page(rng.choice(["<100ms", "<250ms", "<250ms"])) for _ in range(400)])
+    spike = [page(rng.choice(["<100ms", "<250ms", "<250ms"])) for _ in range(40)] + [page("<2.5s") for _ in range(10)]
+    rng.shuffle(spike)
+    found = analyse(baseline, encoded(spike), BALANCED)
+    assert found.is_anomaly and found.p_value <= 0.01, found
