@@ -18,6 +18,7 @@ from typing import Any
 import zstandard
 
 from driftlock.engine.cbad import Detection
+from driftlock.engine.tokenize import coarse
 
 __all__ = ["Explanation", "Surge", "event_value", "explain", "most_unusual", "surging"]
 
@@ -66,17 +67,21 @@ def log_poisson_tail(count: int, expected: float) -> float:
 
 
 def surging(baseline: Sequence[bytes], window: Sequence[bytes]) -> list[tuple[bytes, int, int]]:
-    """Events the baseline has seen that are far more frequent in the window than its rate predicts
-    (SURGE_P): (event, count in window, count in baseline), least likely first."""
-    in_window, in_baseline = Counter(window), Counter(baseline)
+    """Kinds of event (:func:`.tokenize.coarse`, as the frequency score counts them) the baseline has seen
+    that are far more frequent in the window than their rate predicts (SURGE_P): (the kind's most common
+    event in the window, the kind's count in the window, its count in the baseline), least likely first."""
+    in_window, in_baseline = Counter(map(coarse, window)), Counter(map(coarse, baseline))
     scale = len(window) / len(baseline)
     tails = {
-        event: log_poisson_tail(count, (in_baseline[event] + 0.5) * scale)
-        for event, count in in_window.items()
-        if in_baseline[event] > 0
+        kind: log_poisson_tail(count, (in_baseline[kind] + 0.5) * scale)
+        for kind, count in in_window.items()
+        if in_baseline[kind] > 0
     }
-    found = sorted((tail, event) for event, tail in tails.items() if tail < math.log(SURGE_P))
-    return [(event, in_window[event], in_baseline[event]) for _, event in found]
+    found = sorted((tail, kind) for kind, tail in tails.items() if tail < math.log(SURGE_P))
+    if not found:
+        return []
+    shown = {kind: Counter(e for e in window if coarse(e) == kind).most_common(1)[0][0] for _, kind in found}
+    return [(shown[kind], in_window[kind], in_baseline[kind]) for _, kind in found]
 
 
 def _shorten(value: Any, limit: int) -> Any:
