@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,13 +160,18 @@ def field_text(field: str, value: Any) -> str:
     return f"{field} {_shorten(str(value), 40)}"
 
 
-def changed_fields(baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 2) -> list[FieldChange]:
+def changed_fields(
+    baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 2, *, told: Iterable[bytes] = ()
+) -> list[FieldChange]:
     """Field values far more frequent in the window than in the baseline and unusual in their field (a
     duration several steps above any usual one, a status the baseline rarely had), least likely first: what
-    the field surprise score reacts to, named for a person."""
+    the field surprise score reacts to, named for a person. Events of the kinds in ``told`` (surges already
+    named) are not counted again."""
+    known = {coarse(e) for e in told}
     in_window: Counter[tuple[str, str]] = Counter()
     for event in window:
-        in_window.update(set(leaves(event)))
+        if coarse(event) not in known:
+            in_window.update(set(leaves(event)))
     candidates = [(pair, n) for pair, n in in_window.items() if n >= 2 and not pair[0].endswith("#")]
     if not candidates:
         return []
@@ -255,7 +260,7 @@ def event_value(event: bytes) -> Any:
 
 def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> Explanation:
     surges = [Surge(e, n, len(window), b, len(baseline)) for e, n, b in surging(baseline, window)[:limit]]
-    fields = changed_fields(baseline, window)
+    fields = changed_fields(baseline, window, told=[s.event for s in surges])
     # A surge of known events is the finding when there is one, else a field's unusual values: the effect
     # sizes, made to see new structure, then only say that the window differs.
     signal = "frequency" if surges else "field" if fields else detection.strongest_signal
