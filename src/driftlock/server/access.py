@@ -188,7 +188,8 @@ class FailureThrottle:
         """Whether one more failure from ``address`` would be over budget (the console's sign-in asks)."""
         return self.wait(address, now=now) > 0
 
-    def __len__(self) -> int:
+    def entries(self) -> int:
+        """Addresses and prefixes remembered (at most twice ``max_entries``)."""
         return sum(len(b) for b in self._buckets.values())
 
 

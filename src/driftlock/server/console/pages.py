@@ -194,7 +194,9 @@ def console_routes(
     ``webhooks`` (the notifier) adds the Integrations page (:mod:`~driftlock.server.console.integrations`).
     """
     signer = SessionSigner(api_keys, secret, max_age=session_max_age)
-    limiter = throttle or SignInLimiter()  # the API's failure throttle (server/access.py), shared
+    limiter = (
+        throttle if throttle is not None else SignInLimiter()
+    )  # the API's failure throttle (server/access.py), shared
     env = _environment()
 
     def render(
