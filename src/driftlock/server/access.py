@@ -53,8 +53,18 @@ MIN_KEY_LENGTH = 16
 
 ENV_KEYS = "DRIFTLOCK_SERVE_API_KEYS"
 INGEST_ROUTES = frozenset({("POST", "/v1/detect"), ("POST", "/v1/traces")})
-ADMIN_ONLY = frozenset({"/metrics", "/v1/traces", "/v1/streams", "/v1/anomalies/export", "/v1/exports/{job_id}"})
-"""Routes a stream-bound key may not use: they span every stream (OTLP spans name their own streams)."""
+ADMIN_ONLY = frozenset(
+    {
+        "/metrics",
+        "/v1/traces",
+        "/v1/streams",
+        "/v1/anomalies/export",
+        "/v1/anomalies/{anomaly_id}/export",
+        "/v1/exports/{job_id}",
+    }
+)
+"""Routes a stream-bound key may not use: they span every stream (OTLP spans name their own streams; an
+export job is read by job id, whichever stream it came from)."""
 
 Role = Literal["admin", "ingest", "streams"]
 
