@@ -13,9 +13,13 @@ __all__ = ["add_demo", "add_serve"]
 
 def _serve(args: argparse.Namespace) -> int:
     from driftlock.server import describe_keys, run
+    from driftlock.server.access import parse_keys
 
-    keys = list(args.api_key or [])
-    keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
+    try:  # an empty or short key stops serve here, before anything listens: the message names it, not its value
+        keys = [k.spec for k in parse_keys(args.api_key or [], os.environ.get("DRIFTLOCK_SERVE_API_KEYS"))]
+    except ValueError as exc:
+        print(f"driftlock serve: {exc}", file=sys.stderr)
+        return 2
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     hooks = list(args.notify or [])
     hooks += os.environ.get("DRIFTLOCK_SERVE_WEBHOOKS", "").replace(",", " ").split()
@@ -81,7 +85,9 @@ def add_serve(commands: Any) -> None:
     serve.add_argument(
         "--api-key",
         action="append",
-        help="accept this API key (repeatable; also DRIFTLOCK_SERVE_API_KEYS); none: no auth",
+        metavar="KEY[:SCOPE]",
+        help="accept this API key, 16+ characters (repeatable; also DRIFTLOCK_SERVE_API_KEYS): KEY is an admin key, "
+        "KEY:ingest may only send events, KEY:streams=web,api only those streams; none: no auth, loopback only",
     )
     serve.add_argument(
         "--span-kinds",

@@ -36,16 +36,14 @@ def build_service(db: str | Path | None) -> DetectionService:
     return DetectionService(open_store(db))
 
 
-def _masked(key: str) -> str:
-    return key[: min(4, len(key) // 4)] + "…"
-
-
 def describe_keys(api_keys: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
-    """What serve says at start about the keys it accepts: a count and masked prefixes, never a key."""
+    """What serve says at start about the keys it accepts: a count, masked prefixes and scopes, never a key."""
+    from driftlock.server.access import parse_keys
+
     env = os.environ if environ is None else environ
     if api_keys:
-        prefixes = ", ".join(sorted({_masked(k) for k in api_keys}))
-        return [f"API keys: {len(api_keys)} accepted ({prefixes}); every /v1 route but the demo needs one"]
+        shown = ", ".join(sorted({k.describe() for k in parse_keys(api_keys)}))
+        return [f"API keys: {len(api_keys)} accepted ({shown}); every /v1 route but the demo needs one"]
     lines = ["API keys: none; every request is accepted (pass --api-key to require one)"]
     if env.get("DRIFTLOCK_API_KEY"):
         lines.append(
@@ -118,6 +116,9 @@ def run(
     the same store. Proxy headers (``X-Forwarded-For``) are believed only from ``forwarded_allow_ips``.
     ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
     """
+    from driftlock.server.access import parse_keys
+
+    parse_keys(api_keys)  # ValueError for an empty, short or badly scoped key, naming it by position
     if not is_loopback(host) and not api_keys:
         raise ValueError(
             f"Refusing to listen on {host} without an API key: anyone on the network could send and read "

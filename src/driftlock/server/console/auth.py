@@ -16,11 +16,12 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
+
+from driftlock.server.access import FailureThrottle
 
 __all__ = ["COOKIE", "Session", "SessionSigner", "SignInLimiter"]
 
@@ -91,29 +92,8 @@ class SessionSigner:
         return token is not None and hmac.compare_digest(session.csrf, token)
 
 
-class SignInLimiter:
-    """At most ``limit`` failed sign-ins per client address in a sliding ``window`` of seconds."""
-
-    def __init__(self, limit: int = 10, window: float = 300.0, max_clients: int = 10_000) -> None:
-        self.limit, self.window, self.max_clients = limit, window, max_clients
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.get(client)
-        if failures is None:
-            if len(self._failures) >= self.max_clients:
-                self._failures.pop(next(iter(self._failures)))
-            failures = self._failures[client] = deque()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def blocked(self, client: str, now: float | None = None) -> bool:
-        return len(self._recent(client, time.monotonic() if now is None else now)) >= self.limit
-
-    def failed(self, client: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._recent(client, now).append(now)
+SignInLimiter = FailureThrottle
+"""Failed sign-ins per client address: the API's throttle (a right key is checked first, never locked out)."""
 
 
 def loopback_host(request: Request) -> bool:

@@ -183,6 +183,7 @@ def console_routes(
     metrics: Metrics | None = None,
     session_max_age: int = 12 * 3600,
     webhooks: WebhookConsole | None = None,
+    throttle: SignInLimiter | None = None,
 ) -> list[BaseRoute]:
     """The console's routes, to mount at ``/`` beside the API's (``/v1``, ``/api``, ``/healthz``, ...).
 
@@ -193,7 +194,9 @@ def console_routes(
     ``webhooks`` (the notifier) adds the Integrations page (:mod:`~driftlock.server.console.integrations`).
     """
     signer = SessionSigner(api_keys, secret, max_age=session_max_age)
-    limiter = SignInLimiter()
+    limiter = (
+        throttle if throttle is not None else SignInLimiter()
+    )  # the API's failure throttle (server/access.py), shared
     env = _environment()
 
     def render(
@@ -301,7 +304,9 @@ def console_routes(
         if signer.open:
             return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         client = request.client.host if request.client else "unknown"
-        if limiter.blocked(client):
+        fingerprint = signer.check_key(form.get("api_key") or "")  # first: others' failures never lock out the key
+        if fingerprint is None and limiter.blocked(client):
+            limiter.failed(client)
             return render(
                 request,
                 "sign_in.html",
@@ -309,7 +314,6 @@ def console_routes(
                 next=target,
                 error="Too many failed sign-ins; wait a few minutes.",
             )
-        fingerprint = signer.check_key(form.get("api_key") or "")
         if fingerprint is None:
             limiter.failed(client)
             if metrics is not None:
