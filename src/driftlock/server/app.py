@@ -33,6 +33,7 @@ from driftlock.server.console import console_routes
 from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, DetectionService, Operation
+from driftlock.service.console_sessions import SharedSecret
 from driftlock.service.errors import ApiError
 from driftlock.service.ingest import ingest_spans
 from driftlock.service.validation import parse_json
@@ -102,7 +103,8 @@ def create_app(
 ) -> Starlette:
     """Build the app. With ``api_keys``, every ``/v1`` route but the demo needs one of them, and the console
     (at ``/``) a sign-in with one. ``notifier`` is told of incidents opened and resolved (started and stopped
-    with the app); ``console_secret`` signs console sessions (default: random per process)."""
+    with the app); ``console_secret`` signs console sessions (default: the store's, shared by every process and
+    replica: :mod:`driftlock.service.console_sessions`)."""
     api_keys = list(api_keys)
     keys = [k.encode() for k in api_keys]
     metrics = Metrics(lambda: service.totals)
@@ -200,10 +202,15 @@ def create_app(
         message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
         return _error(request, ApiError(500, message), request_id=request_id)
 
+    sessions = getattr(service.store, "console_sessions", None)  # signed-in sessions, revoked on sign-out
+    secret: bytes | SharedSecret = console_secret or (
+        SharedSecret(sessions) if sessions is not None else secrets.token_bytes(32)
+    )
     routes += console_routes(
         service.core,
         api_keys=api_keys,
-        secret=console_secret or secrets.token_bytes(32),
+        secret=secret,
+        sessions=sessions,
         metrics=metrics,
         webhooks=notifier,
     )
