@@ -144,6 +144,18 @@ def test_sign_out_revokes_the_session_in_every_worker(two_workers: tuple[ServerP
     assert get(server.url, "/", other).status_code == 200
 
 
+def test_sign_out_revokes_the_session_even_in_one_process(tmp_path: Path) -> None:
+    """Finding 7 on its own: the process that issued the cookie must refuse it, and its CSRF token, after sign-out."""
+    with running_server(tmp_path / "one.sqlite3", "--api-key", KEY) as server:
+        cookie = sign_in(server.url)
+        csrf = csrf_of(get(server.url, "/", cookie).text)
+        assert post(server.url, "/sign-out", cookie, {"csrf": csrf}).status_code == 303
+        page = get(server.url, "/", cookie)
+        assert page.status_code == 303 and page.headers["location"].startswith("/sign-in")
+        form = post(server.url, "/mute", cookie, {"csrf": csrf, "stream_id": "shop", "minutes": "60"})
+        assert form.status_code == 403 and "Sign in first" in form.text
+
+
 # -- the secret: kept in the store, or given ---------------------------------------------------------------------
 
 
