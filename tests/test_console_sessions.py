@@ -8,6 +8,8 @@ pass (finding 11). Console answers carry ``X-Driftlock-Pid``: the tests assert t
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -25,8 +27,9 @@ from driftlock.service.postgres import PostgresStore
 from driftlock.service.sqlite import SqliteStore
 from driftlock.service.store import MemoryStore
 from tests.postgres import PostgresServer, postgres_fixture
-from tests.support import ServerProcess, clean_env, running_server
-from tests.test_console import KEY, csrf_of, seed_scenario
+from tests.support import ServerProcess, clean_env, running_server, wait_for
+from tests.test_console import KEY, ROOT, csrf_of, seed_scenario
+from tests.test_log_analysis import _free_port, _require
 
 postgres_server = postgres_fixture(scope="module", name="postgres_server")
 
@@ -340,3 +343,87 @@ def test_behind_a_proxy_the_refusal_says_to_pass_forwarded_allow_ips_and_with_it
         assert "secure" in accepted.headers["set-cookie"].lower()  # the browser is on https: a Secure cookie
         cookie = accepted.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
         assert get(server.url, "/", cookie, **proxied).status_code == 200
+
+
+def readme_proxy_setup() -> tuple[str, list[str]]:
+    """The README's nginx server block and the `driftlock serve` arguments it gives beside it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Behind a TLS-terminating proxy**") :]
+    block = re.search(r"```nginx\n(.*?)```", section, re.S)
+    command = re.search(r"```bash\nDRIFTLOCK_SERVE_API_KEYS=\"\$KEY\" driftlock serve (.*?)\n```", section)
+    assert block and command, "the README's proxy set-up"
+    return block.group(1), command.group(1).split()
+
+
+def test_the_readmes_nginx_setup_signs_in_over_https_and_without_the_flag_the_refusal_names_it(
+    tmp_path: Path,
+) -> None:
+    nginx, openssl = _require("nginx", "nginx"), _require("openssl", "openssl")
+    block, args = readme_proxy_setup()
+    assert args[:2] == ["--port", "8080"], args
+    args = args[2:]  # the test's own free port instead
+    key, certificate = str(tmp_path / "tls.key"), str(tmp_path / "tls.pem")
+    self_signed = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    subprocess.run(
+        [openssl, *self_signed, "-keyout", key, "-out", certificate],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    env = clean_env(DRIFTLOCK_SERVE_API_KEYS=KEY)
+    with (
+        running_server(tmp_path / "trusting.sqlite3", *args, env=env) as trusting,
+        running_server(tmp_path / "plain.sqlite3", env=env) as plain,
+    ):
+        ports = [_free_port(), _free_port()]
+        servers = [
+            block.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+            .replace("/etc/ssl/driftlock.pem", certificate)
+            .replace("/etc/ssl/driftlock.key", key)
+            .replace("http://127.0.0.1:8080", upstream.url)
+            for port, upstream in zip(ports, (trusting, plain), strict=True)
+        ]
+        (tmp_path / "tmp").mkdir()
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(
+            f"daemon off;\n{user}\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log warn;\n"
+            "events { worker_connections 64; }\nhttp {\n"
+            f"access_log off;\nclient_body_temp_path {tmp_path}/tmp/body;\nproxy_temp_path {tmp_path}/tmp/proxy;\n"
+            + "\n".join(servers)
+            + "\n}\n"
+        )
+        proc = subprocess.Popen(
+            [nginx, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            urls = [f"https://127.0.0.1:{port}" for port in ports]
+
+            def up() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError("nginx exited:\n" + (tmp_path / "error.log").read_text())
+                try:
+                    return all(httpx.get(u + "/healthz", verify=False, timeout=2).status_code == 200 for u in urls)
+                except httpx.TransportError:
+                    return False
+
+            wait_for(up, timeout=15, message="nginx to answer over TLS")
+            # a browser on https://host:port: its Origin; nginx passes the Host and the scheme
+            with httpx.Client(base_url=urls[0], verify=False, timeout=30, headers={"origin": urls[0]}) as browser:
+                signed = browser.post("/sign-in", data={"api_key": KEY, "next": "/"})
+                assert signed.status_code == 303 and signed.headers["location"] == "/", signed.text
+                assert "secure" in signed.headers["set-cookie"].lower()
+                page = browser.get("/")
+                assert page.status_code == 200
+                out = browser.post("/sign-out", data={"csrf": csrf_of(page.text)})
+                assert out.status_code == 303
+                assert browser.get("/", headers={"cookie": f"{COOKIE}={signed.cookies[COOKIE]}"}).status_code == 303
+            with httpx.Client(base_url=urls[1], verify=False, timeout=30, headers={"origin": urls[1]}) as browser:
+                refused = browser.post("/sign-in", data={"api_key": KEY, "next": "/"})
+                assert refused.status_code == 403
+                assert "--forwarded-allow-ips" in refused.text and "set-cookie" not in refused.headers
+        finally:
+            proc.terminate()
+            proc.wait(10)
