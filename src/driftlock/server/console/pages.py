@@ -248,7 +248,7 @@ def console_routes(
                 if not signer.open:
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     return RedirectResponse("/sign-in?" + urlencode({"next": target}), status_code=303, headers=headers)
-                fresh, session = signer.issue(OPEN)
+                fresh, session = await run_in_threadpool(signer.issue, OPEN)  # the secret may be re-read
             try:
                 response = await handler(request, session)
             except _Refused as exc:
@@ -316,7 +316,7 @@ def console_routes(
                 next=target,
                 error="Too many failed sign-ins; wait a few minutes.",
             )
-        fingerprint = signer.check_key(form.get("api_key") or "")
+        fingerprint = await run_in_threadpool(signer.check_key, form.get("api_key") or "")
         if fingerprint is None:
             limiter.failed(client)
             if metrics is not None:
