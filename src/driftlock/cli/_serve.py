@@ -42,6 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
             forwarded_allow_ips=[a.strip() for a in (args.forwarded_allow_ips or "").split(",") if a.strip()],
             notify=hooks,
             webhook_secret=os.environ.get("DRIFTLOCK_SERVE_WEBHOOK_SECRET") or None,
+            console_secret=args.console_secret
+            if args.console_secret is not None
+            else os.environ.get("DRIFTLOCK_SERVE_CONSOLE_SECRET") or None,
+            rotate_console_secret=args.rotate_console_secret,
         )
     except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
@@ -111,6 +115,18 @@ def add_serve(commands: Any) -> None:
         metavar="URL",
         help="POST incidents opened and resolved to this webhook (repeatable; also DRIFTLOCK_SERVE_WEBHOOKS; "
         "signed with DRIFTLOCK_SERVE_WEBHOOK_SECRET; Slack incoming webhooks get Slack's format)",
+    )
+    serve.add_argument(
+        "--console-secret",
+        metavar="SECRET",
+        help="sign console sessions with this secret, at least 32 characters, the same for every replica "
+        "(better: DRIFTLOCK_SERVE_CONSOLE_SECRET; default: one kept in the database); changing it signs everyone out",
+    )
+    serve.add_argument(
+        "--rotate-console-secret",
+        action="store_true",
+        help="replace the console secret kept in the database and delete every console session (everyone is "
+        "signed out, on every replica within 30 s)",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)

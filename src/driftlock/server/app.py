@@ -33,6 +33,7 @@ from driftlock.server.console import console_routes
 from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, DetectionService, Operation
+from driftlock.service.console_sessions import SharedSecret
 from driftlock.service.errors import ApiError
 from driftlock.service.ingest import ingest_spans
 from driftlock.service.validation import parse_json
@@ -104,7 +105,7 @@ def create_app(
     ``/v1`` route but the demo needs one of them, within its scope, and the console (at ``/``) a sign-in with an
     admin key; without, the API answers loopback names and local writes only. ``notifier`` is told of incidents
     opened and resolved (started and stopped with the app); ``console_secret`` signs console sessions
-    (default: random per process)."""
+    (default: the store's, shared by every process and replica: :mod:`driftlock.service.console_sessions`)."""
     metrics = Metrics(lambda: service.totals)
     given = list(api_keys)
     access = Access(
@@ -224,12 +225,17 @@ def create_app(
         message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
         return _error(request, ApiError(500, message), request_id=request_id)
 
+    sessions = getattr(service.store, "console_sessions", None)  # signed-in sessions, revoked on sign-out
+    secret: bytes | SharedSecret = console_secret or (
+        SharedSecret(sessions) if sessions is not None else secrets.token_bytes(32)
+    )
     routes += console_routes(
         service.core,
         # the console is an admin's: ingest and stream keys cannot sign in (with no admin key, nobody can)
         api_keys=access.admin_keys or ([] if access.open else [secrets.token_urlsafe(32)]),
         throttle=access.throttle,
-        secret=console_secret or secrets.token_bytes(32),
+        secret=secret,
+        sessions=sessions,
         metrics=metrics,
         webhooks=notifier,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftlock.service.api import DetectionService
+from driftlock.service.console_sessions import check_secret
 from driftlock.service.stores import check_db, open_store
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class ServeSettings:
     notify: tuple[str, ...] = ()
     webhook_secret: str | None = None
     url: str | None = None  # where this server answers: links in notifications point at its console
+    console_secret: str | None = None  # --console-secret (else the store's: service/console_sessions.py)
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -74,7 +76,10 @@ def build_app(settings: ServeSettings) -> Starlette:
     service = build_service(settings.db)
     # the --notify webhooks and the console's (in the store, shared by every process)
     notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
-    return create_app(service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier)
+    secret = check_secret(settings.console_secret) if settings.console_secret is not None else None
+    return create_app(
+        service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier, console_secret=secret
+    )
 
 
 HTTP_PROTOCOL = "driftlock.server.protocol:EnvelopeHTTPProtocol"
@@ -108,6 +113,8 @@ def run(
     forwarded_allow_ips: Sequence[str] = (),
     notify: Sequence[str] = (),
     webhook_secret: str | None = None,
+    console_secret: str | None = None,
+    rotate_console_secret: bool = False,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key, a ``--db`` it cannot
     serve, and ``:memory:`` with more than one worker.
@@ -115,6 +122,8 @@ def run(
     ``workers`` > 1 runs that many processes on one socket bound here, each with its own service over
     the same store. Proxy headers (``X-Forwarded-For``) are believed only from ``forwarded_allow_ips``.
     ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
+    ``console_secret`` signs console sessions (at least 32 characters; default: one kept in the store);
+    ``rotate_console_secret`` replaces the stored one and deletes every session first (everyone signed out).
     """
     from driftlock.server.access import parse_keys
 
@@ -133,6 +142,8 @@ def run(
             "Pass --db with a SQLite file (or a postgresql:// URL)."
         )
     check_db(db_text)
+    if console_secret is not None:
+        check_secret(console_secret)  # refused here, before anything starts
     try:
         import uvicorn
         from uvicorn.supervisors.multiprocess import Multiprocess
@@ -146,7 +157,15 @@ def run(
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if sock.family == socket.AF_INET6 else host}:{bound}"
-    settings = ServeSettings(db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url)
+    settings = ServeSettings(
+        db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url, console_secret
+    )
+    if rotate_console_secret:
+        store = open_store(db_text)
+        try:
+            store.console_sessions.rotate()
+        finally:
+            store.close()
     app: Any = functools.partial(build_app, settings) if workers > 1 else build_app(settings)
     config = uvicorn.Config(
         app,

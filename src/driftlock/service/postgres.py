@@ -28,6 +28,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from driftlock.engine.settings import MAX_STATE_EVENTS
+from driftlock.service.console_sessions import SqlConsoleSessions
 from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record
 from driftlock.service.store import TIMELINE_SECONDS, Commit, StoreConflictError, StreamRecord, StreamSession
 from driftlock.service.webhooks import SqlWebhooks
@@ -179,6 +180,9 @@ class PostgresStore(SqlStore):
             self._migrate()
             # the console's webhooks (service/webhooks.py), created under the migration lock
             self.webhooks = SqlWebhooks(self._connection, "%s", (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",))
+            self.console_sessions = SqlConsoleSessions(  # service/console_sessions.py, likewise
+                self._connection, "%s", (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",)
+            )
         except BaseException:
             self._pool.close()
             raise

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from driftlock.engine.settings import MAX_STATE_EVENTS
+from driftlock.service.console_sessions import SqlConsoleSessions
 from driftlock.service.locks import StreamLocks
 from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record, stream_values
 from driftlock.service.store import TIMELINE_SECONDS, Commit, StoreConflictError, StreamRecord, StreamSession
@@ -135,6 +136,7 @@ class SqliteStore(SqlStore):
         self._locks = StreamLocks(self.path + ".locks")
         self._migrate()
         self.webhooks = SqlWebhooks(self._webhook_connection, "?")  # the console's webhooks (service/webhooks.py)
+        self.console_sessions = SqlConsoleSessions(self._webhook_connection, "?")  # service/console_sessions.py
 
     @contextmanager
     def _webhook_connection(self) -> Iterator[sqlite3.Connection]:

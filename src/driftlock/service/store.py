@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
 from driftlock.incident_rule import IncidentState
+from driftlock.service.console_sessions import ConsoleSessionStore, MemoryConsoleSessions
 from driftlock.service.meta import StreamMeta
 from driftlock.service.shapes import iso
 from driftlock.service.webhooks import MemoryWebhooks, WebhookStore
@@ -121,6 +122,8 @@ class Store(Protocol):
     def close(self) -> None: ...
     @property
     def webhooks(self) -> WebhookStore: ...  # the console's webhooks (service/webhooks.py)
+    @property
+    def console_sessions(self) -> ConsoleSessionStore: ...  # service/console_sessions.py
 
 
 def stream_summary(record: StreamRecord) -> dict[str, Any]:
@@ -245,6 +248,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._stream_locks: dict[str, threading.Lock] = {}
         self.webhooks = MemoryWebhooks()
+        self.console_sessions = MemoryConsoleSessions()
 
     @contextmanager
     def session(self, stream_id: str, cached: StreamRecord | None = None) -> Iterator[StreamSession]:
