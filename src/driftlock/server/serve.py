@@ -8,11 +8,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftlock.service.api import DetectionService
+from driftlock.service.budgets import Budgets
 from driftlock.service.stores import check_db, open_store
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_service(db: str | Path | None) -> DetectionService:
-    return DetectionService(open_store(db))
+def build_service(db: str | Path | None, budgets: Budgets | None = None) -> DetectionService:
+    return DetectionService(open_store(db), budgets=budgets)
 
 
 def _masked(key: str) -> str:
@@ -65,6 +66,9 @@ class ServeSettings:
     notify: tuple[str, ...] = ()
     webhook_secret: str | None = None
     url: str | None = None  # where this server answers: links in notifications point at its console
+    budgets: Budgets = field(
+        default_factory=Budgets
+    )  # bytes per event, stream and cache; retention (service/budgets.py)
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -72,8 +76,11 @@ def build_app(settings: ServeSettings) -> Starlette:
     notifies of the incidents its own calls opened, and the service opens each once)."""
     from driftlock.server.app import create_app
     from driftlock.server.notify import Notifier
+    from driftlock.service.retention import Retention
 
-    service = build_service(settings.db)
+    service = build_service(settings.db, settings.budgets)
+    if settings.budgets.retention is not None:  # every process runs one; the store lets one sweep at a time
+        Retention(service.store, settings.budgets.retention).start()
     # the --notify webhooks and the console's (in the store, shared by every process)
     notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
     return create_app(service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier)
@@ -110,6 +117,7 @@ def run(
     forwarded_allow_ips: Sequence[str] = (),
     notify: Sequence[str] = (),
     webhook_secret: str | None = None,
+    budgets: Budgets | None = None,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key, a ``--db`` it cannot
     serve, and ``:memory:`` with more than one worker.
@@ -117,6 +125,7 @@ def run(
     ``workers`` > 1 runs that many processes on one socket bound here, each with its own service over
     the same store. Proxy headers (``X-Forwarded-For``) are believed only from ``forwarded_allow_ips``.
     ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
+    ``budgets``: bytes per event, per stream and for the cache, and the retention (default: :class:`Budgets`).
     """
     if not is_loopback(host) and not api_keys:
         raise ValueError(
@@ -145,7 +154,9 @@ def run(
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if sock.family == socket.AF_INET6 else host}:{bound}"
-    settings = ServeSettings(db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url)
+    settings = ServeSettings(
+        db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url, budgets or Budgets()
+    )
     app: Any = functools.partial(build_app, settings) if workers > 1 else build_app(settings)
     config = uvicorn.Config(
         app,
