@@ -77,18 +77,18 @@ class Load:
 def test_postgres_stopped_under_load_is_a_503_then_serve_recovers_and_keeps_every_acknowledged_event() -> None:
     with running_postgres() as postgres:
         server = ServerProcess(postgres.new_database("outage")).start()
-        load = Load(server).start()
         try:
-            wait_for(lambda: load.count(200) >= 30, timeout=60, message="the load to be answered")
-            postgres.stop()
-            wait_for(lambda: load.count(503) >= 3, timeout=90, message="503s while PostgreSQL is down")
-            assert server.get("/readyz").status_code == 503
-            postgres.start()  # the same port and data
-            answered = load.count(200)
-            wait_for(lambda: load.count(200) >= answered + 30, timeout=90, message="200s again, without a restart")
-        finally:
-            load.stop()
-        try:
+            load = Load(server).start()
+            try:
+                wait_for(lambda: load.count(200) >= 30, timeout=60, message="the load to be answered")
+                postgres.stop()
+                wait_for(lambda: load.count(503) >= 3, timeout=90, message="503s while PostgreSQL is down")
+                assert server.get("/readyz").status_code == 503
+                postgres.start()  # the same port and data
+                answered = load.count(200)
+                wait_for(lambda: load.count(200) >= answered + 30, timeout=90, message="200s again, without a restart")
+            finally:
+                load.stop()
             print("statuses:", dict(load.statuses), "client errors:", load.errors[:3])
             assert load.statuses[500] == 0, load.statuses
             assert set(load.statuses) <= {200, 503}, load.statuses
