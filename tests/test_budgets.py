@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ import httpx
 import pytest
 
 from driftlock.service.budgets import Budgets, excerpt, parse_duration, parse_size
+from driftlock.service.detection import Service
 from driftlock.service.sqlite import SqliteStore
+from driftlock.service.store import AnomalyFilter, MemoryStore, Store
+from driftlock.service.stores import open_store
 from tests import traffic
 from tests.support import ServerProcess, running_server, wait_for
 
@@ -231,3 +235,54 @@ def test_the_demo_caps_what_it_accepts_in_bytes(demo: ServerProcess) -> None:
     error = error_of(server.post("/v1/demo/detect", json={"events": many}), 413)
     assert "65536 bytes (64 KiB) per request on the demo" in error["message"]
     assert server.post("/v1/demo/detect", json={"events": traffic.events(60, seed=6)}).status_code == 200
+
+
+# -- expiry in each store -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        made: Store = SqliteStore(tmp_path / "expire.sqlite3")
+        yield made
+        made.close()
+        return
+    from tests.postgres import running_postgres
+
+    with running_postgres() as postgres:
+        made = open_store(postgres.new_database("expire"))
+        yield made
+        made.close()
+
+
+def test_expire_deletes_what_is_older_and_keeps_what_is_not(store: Store) -> None:
+    service = Service(store)
+    for seed in (1, 2):
+        service.detect("old", anomalous_batch(seed))
+    for incident in service.list_incidents("old")["incidents"]:
+        service.resolve_incident(incident["id"])
+    anomalies = service.list_anomalies(AnomalyFilter(stream_id="old"))["anomalies"]
+    assert anomalies
+    service.feedback(anomalies[0]["id"], "confirmed")
+    service.detect("open", anomalous_batch(3) + [traffic.scanner(random.Random(n)) for n in range(60)])
+    held_open = service.list_incidents("open", "open")["total"]
+    cut = time.time() + 1  # everything so far is older
+    second = Service(store)  # another process, which has the stream in its cache
+    second.mute_stream("old", 0)  # (a write that is not an event: the stream stays idle)
+    counts = store.expire(cut, batch=7)  # small batches: several transactions a kind
+    assert counts is not None and counts["anomalies"] >= len(anomalies) and counts["feedback"] == 1
+    assert counts["streams"] == (1 if held_open else 2)
+    assert service.stream_info("old") is None and service.list_anomalies(AnomalyFilter(stream_id="old"))["total"] == 0
+    assert service.list_incidents("old")["total"] == 0
+    assert (service.stream_info("open") is not None) == bool(held_open)  # a stream with an open incident stays
+    if held_open:
+        members = service.list_anomalies(AnomalyFilter(stream_id="open"))["total"]
+        assert members > 0  # the open incident's anomalies stay with it
+    service.detect("old", [{"route": "/again"}])  # made again: a new stream, not the deleted one's record
+    second.detect("old", [{"route": "/again"}])
+    info = second.stream_info("old")
+    assert info is not None and info["events_ingested"] == 2
+    assert store.expire(cut - 60) == dict.fromkeys(counts, 0)  # nothing left that is older

@@ -370,7 +370,7 @@ class MemoryStore:
                     timeline.popleft()
                     counts["detections"] += 1
             for minutes in self._minutes.values():
-                for minute in [m for m in minutes if m * 60 < before]:
+                for minute in [m for m in minutes if m < int(before // 60)]:  # minutes over before it
                     del minutes[minute]
                     counts["minutes"] += 1
             idle = [
