@@ -6,7 +6,7 @@ One ``driftlock serve`` (SQLite, one process) with ``--retention``; ``--clients`
 of 20 events to ``--streams`` stream slots for ``--minutes`` of wall time, which stand for 24 hours: the rate
 follows a day (quiet at night, busiest in the afternoon), every simulated hour 5% of the slots move to a new
 stream id (the old one goes idle, as services are deployed and renamed), and 1% of batches carry a scanner
-burst (anomalies, incidents). Each stream detects with a small baseline (60 + 20 events) so that all of them
+burst (anomalies). Each stream detects with a small baseline (60 + 20 events) so that all of them
 are detecting within the first minutes. Every ``--every`` seconds it prints the elapsed time, the simulated
 hour, the calls and events so far, the server's RSS, the database's size (file, WAL and shared memory), and the
 streams and anomalies it holds; at the end, the least and the most RSS and size over the day's second half. Retention is short so that its periods fit the run, and so is each stream's history (``--stream-bytes``,
