@@ -71,7 +71,8 @@ class Load:
                         self.acknowledged[stream] += marks
                     elif response.status_code == 503:
                         self.retry_after.append(response.headers.get("retry-after", ""))
-                        assert response.json()["error"]["code"] == "service_unavailable"
+                        if response.json()["error"]["code"] != "service_unavailable":
+                            self.errors.append(f"503 without the envelope's code: {response.text[:200]}")
 
 
 def test_postgres_stopped_under_load_is_a_503_then_serve_recovers_and_keeps_every_acknowledged_event() -> None:
@@ -92,6 +93,7 @@ def test_postgres_stopped_under_load_is_a_503_then_serve_recovers_and_keeps_ever
             print("statuses:", dict(load.statuses), "client errors:", load.errors[:3])
             assert load.statuses[500] == 0, load.statuses
             assert set(load.statuses) <= {200, 503}, load.statuses
+            assert not load.errors, load.errors[:3]  # no connection failed, every 503 was the envelope
             assert load.retry_after and all(v.isdigit() and int(v) >= 1 for v in load.retry_after)
             for stream, marks in load.acknowledged.items():
                 events = server.get(f"/v1/streams/{stream}/events", params={"limit": 2000}).json()["events"]
