@@ -317,10 +317,10 @@ async def test_an_unexpected_error_answers_the_envelope_and_is_logged_under_its_
 # -- no silent answers -------------------------------------------------------------------------------------
 
 
-def test_an_event_over_1_mib_is_a_413_naming_it(server: ServerProcess) -> None:
+def test_an_event_over_64_kib_is_a_413_naming_it(server: ServerProcess) -> None:
     events = [{"a": 1}, {"blob": "y" * (1 << 20)}]
     error = error_of(server.post("/v1/detect", json={"stream_id": "huge", "events": events}), 413)
-    assert "event 1 is" in error["message"] and "1048576 bytes (1 MiB)" in error["message"]
+    assert "event 1 is" in error["message"] and "65536 bytes (64 KiB)" in error["message"]  # --max-event-bytes
     assert server.get("/v1/streams/huge").status_code == 404  # nothing of the batch is stored
 
 

@@ -46,11 +46,36 @@ def _serve(args: argparse.Namespace) -> int:
             if args.console_secret is not None
             else os.environ.get("DRIFTLOCK_SERVE_CONSOLE_SECRET") or None,
             rotate_console_secret=args.rotate_console_secret,
+            budgets=_budgets(args),
         )
     except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _budgets(args: argparse.Namespace) -> Any:
+    from driftlock.service.budgets import Budgets
+
+    return Budgets(
+        event_bytes=args.max_event_bytes,
+        stream_bytes=args.max_stream_bytes,
+        cache_bytes=args.cache_bytes,
+        retention=args.retention,
+    )
+
+
+def _argument(parse: Any) -> Any:
+    """An argparse type from a parser raising ValueError, whose message argparse then shows."""
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = parse.__name__
+    return checked
 
 
 def _shown_db(db: str) -> str:
@@ -127,6 +152,35 @@ def add_serve(commands: Any) -> None:
         action="store_true",
         help="replace the console secret kept in the database and delete every console session (everyone is "
         "signed out, on every replica within 30 s)",
+    )
+    from driftlock.service.budgets import Budgets, human_bytes, parse_duration, parse_size
+
+    default = Budgets()
+    serve.add_argument(
+        "--max-event-bytes",
+        type=_argument(parse_size),
+        default=default.event_bytes,
+        help=f"refuse (413) an event larger than this once serialized (default: {human_bytes(default.event_bytes)})",
+    )
+    serve.add_argument(
+        "--max-stream-bytes",
+        type=_argument(parse_size),
+        default=default.stream_bytes,
+        help="bytes of history a stream keeps; the oldest events go first "
+        f"(default: {human_bytes(default.stream_bytes)})",
+    )
+    serve.add_argument(
+        "--cache-bytes",
+        type=_argument(parse_size),
+        default=default.cache_bytes,
+        help=f"bytes of stream records kept in memory, in all (default: {human_bytes(default.cache_bytes)})",
+    )
+    serve.add_argument(
+        "--retention",
+        type=_argument(parse_duration),
+        default=default.retention,
+        help="delete anomalies, incidents, detections, counts, feedback and idle streams older than this, "
+        "such as 30d, 12h or 90s, or 'forever' (default: 30d)",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)

@@ -34,7 +34,7 @@ from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, DetectionService, Operation
 from driftlock.service.console_sessions import SharedSecret
-from driftlock.service.errors import ApiError
+from driftlock.service.errors import ApiError, store_unavailable
 from driftlock.service.ingest import ingest_spans
 from driftlock.service.validation import parse_json
 
@@ -215,6 +215,10 @@ def create_app(
 
     async def server_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
+        unavailable = store_unavailable(exc)  # the OTLP receiver and the console: 503 with Retry-After too
+        if unavailable is not None:
+            logger.warning("the store cannot answer %s %s now: %s", request.method, request.url.path, exc)
+            return _error(request, unavailable, request_id=request_id)
         logger.error(
             "unexpected error answering %s %s (request id %s)",
             request.method,

@@ -8,11 +8,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftlock.service.api import DetectionService
+from driftlock.service.budgets import Budgets
 from driftlock.service.console_sessions import check_secret
 from driftlock.service.stores import check_db, open_store
 
@@ -33,8 +34,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_service(db: str | Path | None) -> DetectionService:
-    return DetectionService(open_store(db))
+def build_service(db: str | Path | None, budgets: Budgets | None = None) -> DetectionService:
+    return DetectionService(open_store(db), budgets=budgets)
 
 
 def describe_keys(api_keys: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
@@ -65,6 +66,9 @@ class ServeSettings:
     webhook_secret: str | None = None
     url: str | None = None  # where this server answers: links in notifications point at its console
     console_secret: str | None = None  # --console-secret (else the store's: service/console_sessions.py)
+    budgets: Budgets = field(
+        default_factory=Budgets
+    )  # bytes per event, stream and cache; retention (service/budgets.py)
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -72,8 +76,11 @@ def build_app(settings: ServeSettings) -> Starlette:
     notifies of the incidents its own calls opened, and the service opens each once)."""
     from driftlock.server.app import create_app
     from driftlock.server.notify import Notifier
+    from driftlock.service.retention import Retention
 
-    service = build_service(settings.db)
+    service = build_service(settings.db, settings.budgets)
+    if settings.budgets.retention is not None:  # every process runs one; the store lets one sweep at a time
+        Retention(service.store, settings.budgets.retention).start()
     # the --notify webhooks and the console's (in the store, shared by every process)
     notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
     secret = check_secret(settings.console_secret) if settings.console_secret is not None else None
@@ -115,6 +122,7 @@ def run(
     webhook_secret: str | None = None,
     console_secret: str | None = None,
     rotate_console_secret: bool = False,
+    budgets: Budgets | None = None,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key, a ``--db`` it cannot
     serve, and ``:memory:`` with more than one worker.
@@ -124,6 +132,7 @@ def run(
     ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
     ``console_secret`` signs console sessions (at least 32 characters; default: one kept in the store);
     ``rotate_console_secret`` replaces the stored one and deletes every session first (everyone signed out).
+    ``budgets``: bytes per event, per stream and for the cache, and the retention (default: :class:`Budgets`).
     """
     from driftlock.server.access import parse_keys
 
@@ -158,7 +167,14 @@ def run(
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if sock.family == socket.AF_INET6 else host}:{bound}"
     settings = ServeSettings(
-        db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url, console_secret
+        db_text,
+        tuple(api_keys),
+        tuple(span_kinds),
+        tuple(notify),
+        webhook_secret,
+        url,
+        console_secret,
+        budgets or Budgets(),
     )
     if rotate_console_secret:
         store = open_store(db_text)
