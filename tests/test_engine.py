@@ -10,7 +10,7 @@ import pytest
 
 from driftlock.engine import analyse, event_bytes, resolve_settings, tokenize
 from driftlock.engine.cbad import _slice_figures, event_scores, pool_scores
-from driftlock.engine.explain import log_poisson_tail, surging
+from driftlock.engine.explain import explain, log_poisson_tail, surging
 from driftlock.engine.stream import StreamState, ingest
 from driftlock.service import DetectionService
 from tests import traffic
@@ -280,3 +280,10 @@ def test_a_latency_spike_is_found_though_durations_count_by_decade_in_whole_even
     rng.shuffle(spike)
     found = analyse(baseline, encoded(spike), BALANCED)
     assert found.is_anomaly and found.p_value <= 0.01, found
+    # told as what changed: the duration field, not whichever events compress worst
+    told = explain(found, baseline, encoded(spike))
+    assert told.signal == "field" and [(f.field, f.value, f.count) for f in told.fields] == [
+        ("body.duration", "<2.5s", 10)
+    ]
+    assert "values the baseline rarely had: duration <2.5s (10 of 50 events, 0 of 400 before)" in told.why()
+    assert told.as_dict()["fields"][0]["baseline_count"] == 0

@@ -260,7 +260,11 @@ def test_the_integrations_page_adds_tests_and_deletes_a_signed_webhook(tmp_path:
             assert resolve.status_code == 200
             wait_for(lambda: receiver.of("incident.resolved"), message="incident.resolved")
             assert all(v.ok for v in receiver.seen) and not receiver.of("incident.opened")  # not selected
-            assert "incident.resolved: HTTP 200" in client.get("/integrations").text
+            # the result is stored once the receiver has answered: after the receiver saw the body
+            wait_for(
+                lambda: "incident.resolved: HTTP 200" in client.get("/integrations").text,
+                message="the delivery's result on the page",
+            )
             deleted = client.post(f"/integrations/webhooks/{row}/delete", data={"csrf": token})
             assert deleted.status_code == 303 and "No webhooks yet" in client.get("/integrations").text
             again = client.post(f"/integrations/webhooks/{row}/delete", data={"csrf": token})

@@ -38,7 +38,7 @@ overlap, so one chance fluctuation of ordinary traffic makes several neighbourin
 p of 0.01 to 0.05; real incidents measured here reach p <= 0.01 (most p = 0)."""
 MAX_SPAN_BASELINES = 5
 """An incident open for this many baselines' worth of events is the stream's new normal."""
-EXPLANATION_LIMITS = {"surges": 8, "least_like": 5, "routes": 8}
+EXPLANATION_LIMITS = {"surges": 8, "least_like": 5, "routes": 8, "fields": 4}
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ def _key(event: Any) -> str:
 
 
 def merge_explanation(current: Mapping[str, Any] | None, found: Mapping[str, Any]) -> dict[str, Any]:
-    """An incident's evidence after one more anomaly: the surging events with their highest counts,
-    the least-like events, and the routes they name (bounded)."""
+    """An incident's evidence after one more anomaly: the surging events and the changed field values with
+    their highest counts, the least-like events, and the routes they name (bounded)."""
     merged: dict[str, Any] = dict(current or {})
     merged.setdefault("summary", found.get("summary", ""))
     merged.setdefault("signal", found.get("signal", ""))
@@ -129,6 +129,12 @@ def merge_explanation(current: Mapping[str, Any] | None, found: Mapping[str, Any
         if len(least) < EXPLANATION_LIMITS["least_like"]:
             least.setdefault(_key(item["event"]), item)
     merged["least_like"] = list(least.values())
+    fields = {(f["field"], f["value"]): f for f in merged.get("fields", [])}
+    for change in found.get("fields", []):
+        pair = (change["field"], change["value"])
+        if pair not in fields or change["count"] > fields[pair]["count"]:
+            fields[pair] = change
+    merged["fields"] = sorted(fields.values(), key=lambda f: -int(f["count"]))[: EXPLANATION_LIMITS["fields"]]
     routes = [r for item in (*merged["surges"], *merged["least_like"]) if (r := route_of(item["event"]))]
     merged["routes"] = list(dict.fromkeys(routes))[: EXPLANATION_LIMITS["routes"]]
     return merged

@@ -33,6 +33,7 @@ import httpx
 from driftlock.demo import scenarios
 from driftlock.demo.process import ListeningProcess
 from driftlock.demo.scoring import Episode, Score, score
+from driftlock.engine.explain import field_text
 from driftlock.engine.settings import PROFILES
 from driftlock.service.incidents import route_of
 
@@ -247,11 +248,17 @@ def compact(event: Any) -> str:
 
 
 def unusual(explanation: Mapping[str, Any]) -> list[str]:
-    """The events an explanation names: first those far more frequent than in the baseline, with their
-    counts (``POST login/ 401 <10ms: 20 of 50, was 1 of 400``), then those least like the baseline."""
+    """What an explanation names: first the events far more frequent than in the baseline, with their
+    counts (``POST login/ 401 <10ms: 20 of 50, was 1 of 400``), then field values the baseline rarely had
+    (``duration <250ms: 15 of 50, was 0 of 400``), then the events least like the baseline."""
     out = [
         f"{compact(s['event'])}: {s['count']} of {s['window']}, was {s['baseline_count']} of {s['baseline']}"
         for s in explanation.get("surges", [])
+    ]
+    out += [
+        f"{field_text(f['field'], f['value'])}: {f['count']} of {f['window']}, "
+        f"was {f['baseline_count']} of {f['baseline']}"
+        for f in explanation.get("fields", [])
     ]
     return out + [compact(item["event"]) for item in explanation.get("least_like", [])]
 

@@ -18,9 +18,21 @@ from typing import Any
 import zstandard
 
 from driftlock.engine.cbad import Detection
+from driftlock.engine.leaves import leaves
+from driftlock.engine.surprise import FieldModel
 from driftlock.engine.tokenize import coarse
 
-__all__ = ["Explanation", "Surge", "event_value", "explain", "most_unusual", "surging"]
+__all__ = [
+    "Explanation",
+    "FieldChange",
+    "Surge",
+    "changed_fields",
+    "event_value",
+    "explain",
+    "field_text",
+    "most_unusual",
+    "surging",
+]
 
 SURGE_P = 1e-4
 """An event is named as surging when a count at least as high as its count in the window would have
@@ -28,7 +40,12 @@ probability below this if it kept its baseline rate (a Poisson tail): 16 failed 
 baseline rate predicts 0.1 are named; 4 searches for "lamp" where it predicts 0.7 are not."""
 
 
+FIELD_EXCESS = 2.0
+"""A field value is named as changed when its surprisal is at least this many of its field's spreads above the
+field's mean (:class:`.surprise.FieldModel`) and the window holds it far more often than the baseline (SURGE_P)."""
+
 FREQUENCY_SIGNAL = "events the baseline saw rarely are far more frequent"
+FIELD_SIGNAL = "a field took values the baseline rarely had"
 _SIGNALS = {
     "novelty": "structurally new events (conditional novelty {d.conditional_novelty:.2f})",
     "distance": "the window is far from the baseline (NCD {d.ncd:.2f})",
@@ -120,6 +137,54 @@ class Surge:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """A field value the window holds far more often than the baseline, and unusual in its field."""
+
+    field: str  # dotted path ("body.duration"); a part of free text as "message|template|n"
+    value: str
+    count: int  # window events holding it
+    window: int
+    baseline_count: int
+    baseline: int
+
+    def describe(self) -> str:
+        return field_text(self.field, self.value)
+
+
+def field_text(field: str, value: Any) -> str:
+    """A field value as a person reads it: ``duration <250ms``; a part of free text by its template."""
+    field = field.removeprefix("body.")
+    if "|" in field:  # a variable part of free text: name the text's template
+        base, template, _ = field.split("|", 2)
+        field = f"{base} ({_shorten(template, 40)})"
+    return f"{field} {_shorten(str(value), 40)}"
+
+
+def changed_fields(baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 2) -> list[FieldChange]:
+    """Field values far more frequent in the window than in the baseline and unusual in their field (a
+    duration several steps above any usual one, a status the baseline rarely had), least likely first: what
+    the field surprise score reacts to, named for a person."""
+    in_window: Counter[tuple[str, str]] = Counter()
+    for event in window:
+        in_window.update(set(leaves(event)))
+    candidates = [(pair, n) for pair, n in in_window.items() if n >= 2 and not pair[0].endswith("#")]
+    if not candidates:
+        return []
+    model = FieldModel(baseline)
+    scale = len(window) / len(baseline)
+    found = []
+    for pair, count in candidates:
+        if model.excess(pair) < FIELD_EXCESS:
+            continue
+        before = model.counts.get(pair, 0)
+        tail = log_poisson_tail(count, (before + 0.5) * scale)
+        if tail < math.log(SURGE_P):
+            found.append((tail, pair, count, before))
+    found.sort()
+    return [FieldChange(p[0], p[1], n, len(window), b, len(baseline)) for _, p, n, b in found[:limit]]
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Why a window is anomalous, as structure: the strongest signal, the surging events with their
     counts, and the window events least like the baseline. :meth:`why` renders it as one sentence."""
@@ -130,9 +195,16 @@ class Explanation:
     confidence: float
     surges: tuple[Surge, ...] = ()
     least_like: tuple[bytes, ...] = ()
+    fields: tuple[FieldChange, ...] = ()
 
     def why(self) -> str:
         text = f"Anomalous window: {self.headline}, p={self.p_value:.3f}, {100 * self.confidence:.0f}% confidence"
+        if self.fields:
+            changed = "; ".join(
+                f"{f.describe()} ({f.count} of {f.window} events, {f.baseline_count} of {f.baseline} before)"
+                for f in self.fields
+            )
+            text += f"; values the baseline rarely had: {changed}"
         if self.surges:
             frequent = "; ".join(
                 f"{describe(s.event)} ({s.count} of {s.window} events, {s.baseline_count} of {s.baseline} before)"
@@ -159,6 +231,17 @@ class Explanation:
                 for s in self.surges
             ],
             "least_like": [{"event": event_value(e)} for e in self.least_like],
+            "fields": [
+                {
+                    "field": f.field,
+                    "value": f.value,
+                    "count": f.count,
+                    "window": f.window,
+                    "baseline_count": f.baseline_count,
+                    "baseline": f.baseline,
+                }
+                for f in self.fields
+            ],
         }
 
 
@@ -172,14 +255,19 @@ def event_value(event: bytes) -> Any:
 
 def explain(detection: Detection, baseline: Sequence[bytes], window: Sequence[bytes], limit: int = 3) -> Explanation:
     surges = [Surge(e, n, len(window), b, len(baseline)) for e, n, b in surging(baseline, window)[:limit]]
-    # A surge of known events is the finding when there is one: the effect sizes, made to see new
-    # structure, then only say that the window differs.
-    signal = "frequency" if surges else detection.strongest_signal
-    headline = (FREQUENCY_SIGNAL if surges else _SIGNALS[detection.strongest_signal]).format(
+    fields = changed_fields(baseline, window)
+    # A surge of known events is the finding when there is one, else a field's unusual values: the effect
+    # sizes, made to see new structure, then only say that the window differs.
+    signal = "frequency" if surges else "field" if fields else detection.strongest_signal
+    headline = (
+        FREQUENCY_SIGNAL if surges else FIELD_SIGNAL if fields else _SIGNALS[detection.strongest_signal]
+    ).format(
         d=detection,
         pct=-100 * detection.compression_ratio_change,
         ent=100 * detection.entropy_change,
     )
     shown = {s.event for s in surges}
     unusual = [e for e in most_unusual(baseline, window, limit) if e not in shown][: limit - len(surges)]
-    return Explanation(signal, headline, detection.p_value, detection.confidence_level, tuple(surges), tuple(unusual))
+    return Explanation(
+        signal, headline, detection.p_value, detection.confidence_level, tuple(surges), tuple(unusual), tuple(fields)
+    )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from driftlock.engine.explain import field_text
+
 __all__ = ["ago", "clause", "epoch", "event_json", "event_summary", "headline", "number", "when"]
 
 
@@ -85,10 +87,17 @@ def clause(text: Any) -> str:
 
 
 def headline(incident: Mapping[str, Any], limit: int = 90) -> str:
-    """A title for an incident: what surged, else what was least like the baseline, else its summary."""
+    """A title for an incident: what surged, else a field's unusual value, else what was least like the
+    baseline, else its summary."""
     explanation = incident.get("explanation") or {}
+    fields = explanation.get("fields") or []
     for key, label in (("surges", "Surge of"), ("least_like", "Unlike the baseline:")):
         items = explanation.get(key) or []
+        if key == "least_like" and fields:
+            text = f"Unusual {field_summary(fields[0])}"
+            if len(fields) > 1:
+                text += f" and {len(fields) - 1} more"
+            break
         if items:
             text = f"{label} {event_summary(items[0].get('event'))}"
             if len(items) > 1:
@@ -97,3 +106,8 @@ def headline(incident: Mapping[str, Any], limit: int = 90) -> str:
     else:
         text = clause(explanation.get("summary")) or "Incident"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def field_summary(change: Mapping[str, Any]) -> str:
+    """A changed field value as a person reads it (``duration <250ms``)."""
+    return field_text(str(change.get("field", "")), change.get("value", ""))

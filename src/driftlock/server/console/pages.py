@@ -100,6 +100,7 @@ def _environment() -> Environment:
         number=fmt.number,
         event_summary=fmt.event_summary,
         event_json=fmt.event_json,
+        field_summary=fmt.field_summary,
     )
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["path"] = lambda value: quote(str(value), safe="/")
