@@ -62,6 +62,18 @@ def test_retry_after_seconds_in_body_is_honoured_without_header(kind: str) -> No
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_503_waits_retry_after_then_succeeds(kind: str) -> None:
+    """driftlock serve answers 503 with Retry-After while its database is unavailable: the client waits that
+    long (its own backoff starts at a fraction of a second), then succeeds."""
+    with FaultServer(
+        Reply(503, {"error": {"code": "service_unavailable", "message": "store"}}, {"Retry-After": "1"})
+    ) as fs:
+        result = detect(kind, fs.url)
+    assert result.success and len(fs.seen) == 2
+    assert fs.seen[1].at - fs.seen[0].at >= 0.95
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_503_is_retried(kind: str) -> None:
     with FaultServer(error(503, "service_unavailable", "busy"), error(502, "internal", "bad gateway")) as fs:
         result = detect(kind, fs.url)

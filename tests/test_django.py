@@ -231,7 +231,7 @@ def test_management_command_reports_in_plain_words() -> None:
     assert "Connectivity: reached Driftlock" in ok.stdout and "Authentication: accepted" in ok.stdout
     down = manage("driftlock", "check", settings="shop.settings_app", DRIFTLOCK_BASE_URL=free_port_url())
     assert down.returncode == 1 and "Connectivity: could not reach Driftlock" in down.stderr
-    with running_server(":memory:", "--api-key", "another-key") as srv:
+    with running_server(":memory:", "--api-key", "another-key-0123456789") as srv:
         refused = manage("driftlock", "check", settings="shop.settings_app", DRIFTLOCK_BASE_URL=srv.url)
     assert refused.returncode == 1 and "Authentication: the API refused the key" in refused.stderr
 

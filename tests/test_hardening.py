@@ -306,7 +306,7 @@ async def test_an_unexpected_error_answers_the_envelope_and_is_logged_under_its_
     from driftlock.server.app import create_app
 
     transport = httpx.ASGITransport(create_app(DetectionService(_BrokenStore())), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/v1/streams/anything", headers={"X-Request-Id": "req-42"})
     error = error_of(response, 500)
     assert error["code"] == "internal" and error["request_id"] == "req-42" and "RuntimeError" in error["message"]
@@ -317,10 +317,10 @@ async def test_an_unexpected_error_answers_the_envelope_and_is_logged_under_its_
 # -- no silent answers -------------------------------------------------------------------------------------
 
 
-def test_an_event_over_1_mib_is_a_413_naming_it(server: ServerProcess) -> None:
+def test_an_event_over_64_kib_is_a_413_naming_it(server: ServerProcess) -> None:
     events = [{"a": 1}, {"blob": "y" * (1 << 20)}]
     error = error_of(server.post("/v1/detect", json={"stream_id": "huge", "events": events}), 413)
-    assert "event 1 is" in error["message"] and "1048576 bytes (1 MiB)" in error["message"]
+    assert "event 1 is" in error["message"] and "65536 bytes (64 KiB)" in error["message"]  # --max-event-bytes
     assert server.get("/v1/streams/huge").status_code == 404  # nothing of the batch is stored
 
 
@@ -483,13 +483,15 @@ def test_the_answering_process_is_named(server: ServerProcess) -> None:
 
 
 def test_metrics_need_the_key_when_keys_are_set_and_keys_are_never_printed() -> None:
-    with running_server(":memory:", "--api-key", "dlk_secretvalue.abc", "--api-key", "second-key-xyz") as srv:
+    with running_server(
+        ":memory:", "--api-key", "dlk_secretvalue.abc", "--api-key", "second-key-xyz-0123456789"
+    ) as srv:
         assert error_of(srv.get("/metrics"), 401)["code"] == "unauthorized"
-        ok = srv.get("/metrics", headers={"X-Api-Key": "second-key-xyz"})
+        ok = srv.get("/metrics", headers={"X-Api-Key": "second-key-xyz-0123456789"})
         assert ok.status_code == 200 and "driftlock_events_processed_total" in ok.text
         output = "".join(srv.output)
     assert "API keys: 2 accepted" in output
-    assert "secretvalue" not in output and "second-key-xyz" not in output and "abc" not in output
+    assert "secretvalue" not in output and "second-key-xyz-0123456789" not in output and "abc" not in output
 
 
 def test_serve_warns_when_the_clients_key_is_set_but_no_server_key() -> None:

@@ -48,8 +48,10 @@ def test_counters_histogram_and_incidents() -> None:
     assert seen[("driftlock_detection_seconds_bucket", (("le", "+Inf"),))] == 2
     assert len([k for k in seen if k[0] == "driftlock_detection_seconds_bucket"]) == len(LATENCY_BUCKETS) + 1
     assert seen[("process_resident_memory_bytes", ())] > 0
-    # aggregate only: no label but the histogram's own "le"
-    assert {name for key in seen for name, _ in key[1]} <= {"le"}
+    # aggregate only: no label but the histogram's own "le" and the fixed reasons of refused keys
+    assert {name for key in seen for name, _ in key[1]} <= {"le", "reason"}
+    reasons = {value for key in seen for name, value in key[1] if name == "reason"}
+    assert reasons == {"missing", "invalid", "throttled", "scope"}
 
 
 def test_counters_can_come_from_the_services_totals() -> None:

@@ -534,10 +534,10 @@ def test_the_embedded_transport_answers_the_new_operations(service: DetectionSer
 
 
 def test_profiles_need_no_key_and_a_streams_profile_does() -> None:
-    with running_server(":memory:", "--api-key", "the-key") as guarded:
+    with running_server(":memory:", "--api-key", "the-key-0123456789abc") as guarded:
         assert guarded.get("/v1/profiles").status_code == 200
         assert guarded.get(path("s", "/profile")).status_code == 401
-        assert guarded.get(path("s", "/profile"), headers={"X-Api-Key": "the-key"}).status_code == 404
+        assert guarded.get(path("s", "/profile"), headers={"X-Api-Key": "the-key-0123456789abc"}).status_code == 404
 
 
 PAGE_USE_CASES = {  # the SDK page's "Common Use Cases", as written

@@ -432,7 +432,7 @@ def test_auto_tuning(page_server: ServerProcess, payments: list[dict[str, Any]])
 
 
 def test_error_handling_invalid_key() -> None:
-    with running_server(":memory:", "--api-key", "the-right-key") as guarded:
+    with running_server(":memory:", "--api-key", "the-right-key-0123456789") as guarded:
         run = run_page("Error Handling", url=guarded.url, prelude=EVENTS)
     assert run.printed == ["Invalid API key"]
 

@@ -122,13 +122,18 @@ def test_gzip_body_is_accepted(server: ServerProcess) -> None:
 
 
 def test_authentication_with_keys() -> None:
-    with running_server(":memory:", "--api-key", "dlk_k1.secret") as srv:
+    with running_server(":memory:", "--api-key", "dlk_k1.secret-0123456789") as srv:
         events = {"events": [{"a": 1}]}
         missing = srv.post("/v1/detect", json=events)
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
         assert srv.post("/v1/detect", json=events, headers={"X-Api-Key": "wrong"}).status_code == 401
-        assert srv.post("/v1/detect", json=events, headers={"X-Api-Key": "dlk_k1.secret"}).status_code == 200
-        assert srv.post("/v1/detect", json=events, headers={"Authorization": "Bearer dlk_k1.secret"}).status_code == 200
+        assert srv.post("/v1/detect", json=events, headers={"X-Api-Key": "dlk_k1.secret-0123456789"}).status_code == 200
+        assert (
+            srv.post(
+                "/v1/detect", json=events, headers={"Authorization": "Bearer dlk_k1.secret-0123456789"}
+            ).status_code
+            == 200
+        )
         assert srv.get("/v1/anomalies").status_code == 401
         assert srv.post("/v1/traces", content=b"").status_code == 401
         assert srv.get("/healthz").status_code == 200

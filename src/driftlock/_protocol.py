@@ -199,6 +199,9 @@ def call_flow(
                 raise error
             if isinstance(error, DriftlockRateLimitError):
                 retry_after = error.retry_after
+            elif outcome.status == 503:  # the server says when its store is back (driftlock serve: 2 s)
+                wait = retry_after_seconds(outcome.headers.get("retry-after"))
+                retry_after = None if wait is None else min(wait, config.max_retry_delay)
         else:
             error = DriftlockNetworkError(
                 f"Could not reach Driftlock at {url}: {type(outcome).__name__}: {outcome}. "

@@ -343,3 +343,11 @@ def stream_for(record: SpanRecord, *, stream_id: str | None = None, celery_strea
     if record.is_task and not explicit:
         return celery_stream_id or base + ".celery"
     return base
+
+
+def user_class(user: Any) -> str:
+    """The class of a request's user an event carries (never who): ``anonymous``, ``authenticated`` or ``staff``.
+    Django's users and Starlette's (``request.user`` of AuthenticationMiddleware) both answer these attributes."""
+    if not getattr(user, "is_authenticated", False):
+        return "anonymous"
+    return "staff" if getattr(user, "is_staff", False) else "authenticated"

@@ -13,9 +13,13 @@ __all__ = ["add_demo", "add_serve"]
 
 def _serve(args: argparse.Namespace) -> int:
     from driftlock.server import describe_keys, run
+    from driftlock.server.access import parse_keys
 
-    keys = list(args.api_key or [])
-    keys += [k.strip() for k in os.environ.get("DRIFTLOCK_SERVE_API_KEYS", "").split(",") if k.strip()]
+    try:  # an empty or short key stops serve here, before anything listens: the message names it, not its value
+        keys = [k.spec for k in parse_keys(args.api_key or [], os.environ.get("DRIFTLOCK_SERVE_API_KEYS"))]
+    except ValueError as exc:
+        print(f"driftlock serve: {exc}", file=sys.stderr)
+        return 2
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     hooks = list(args.notify or [])
     hooks += os.environ.get("DRIFTLOCK_SERVE_WEBHOOKS", "").replace(",", " ").split()
@@ -38,11 +42,40 @@ def _serve(args: argparse.Namespace) -> int:
             forwarded_allow_ips=[a.strip() for a in (args.forwarded_allow_ips or "").split(",") if a.strip()],
             notify=hooks,
             webhook_secret=os.environ.get("DRIFTLOCK_SERVE_WEBHOOK_SECRET") or None,
+            console_secret=args.console_secret
+            if args.console_secret is not None
+            else os.environ.get("DRIFTLOCK_SERVE_CONSOLE_SECRET") or None,
+            rotate_console_secret=args.rotate_console_secret,
+            budgets=_budgets(args),
         )
     except (ValueError, ImportError, RuntimeError, OSError, sqlite3.Error) as exc:
         print(f"driftlock serve: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _budgets(args: argparse.Namespace) -> Any:
+    from driftlock.service.budgets import Budgets
+
+    return Budgets(
+        event_bytes=args.max_event_bytes,
+        stream_bytes=args.max_stream_bytes,
+        cache_bytes=args.cache_bytes,
+        retention=args.retention,
+    )
+
+
+def _argument(parse: Any) -> Any:
+    """An argparse type from a parser raising ValueError, whose message argparse then shows."""
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = parse.__name__
+    return checked
 
 
 def _shown_db(db: str) -> str:
@@ -81,7 +114,9 @@ def add_serve(commands: Any) -> None:
     serve.add_argument(
         "--api-key",
         action="append",
-        help="accept this API key (repeatable; also DRIFTLOCK_SERVE_API_KEYS); none: no auth",
+        metavar="KEY[:SCOPE]",
+        help="accept this API key, 16+ characters (repeatable; also DRIFTLOCK_SERVE_API_KEYS): KEY is an admin key, "
+        "KEY:ingest may only send events, KEY:streams=web,api only those streams; none: no auth, loopback only",
     )
     serve.add_argument(
         "--span-kinds",
@@ -105,6 +140,47 @@ def add_serve(commands: Any) -> None:
         metavar="URL",
         help="POST incidents opened and resolved to this webhook (repeatable; also DRIFTLOCK_SERVE_WEBHOOKS; "
         "signed with DRIFTLOCK_SERVE_WEBHOOK_SECRET; Slack incoming webhooks get Slack's format)",
+    )
+    serve.add_argument(
+        "--console-secret",
+        metavar="SECRET",
+        help="sign console sessions with this secret, at least 32 characters, the same for every replica "
+        "(better: DRIFTLOCK_SERVE_CONSOLE_SECRET; default: one kept in the database); changing it signs everyone out",
+    )
+    serve.add_argument(
+        "--rotate-console-secret",
+        action="store_true",
+        help="replace the console secret kept in the database and delete every console session (everyone is "
+        "signed out, on every replica within 30 s)",
+    )
+    from driftlock.service.budgets import Budgets, human_bytes, parse_duration, parse_size
+
+    default = Budgets()
+    serve.add_argument(
+        "--max-event-bytes",
+        type=_argument(parse_size),
+        default=default.event_bytes,
+        help=f"refuse (413) an event larger than this once serialized (default: {human_bytes(default.event_bytes)})",
+    )
+    serve.add_argument(
+        "--max-stream-bytes",
+        type=_argument(parse_size),
+        default=default.stream_bytes,
+        help="bytes of history a stream keeps; the oldest events go first "
+        f"(default: {human_bytes(default.stream_bytes)})",
+    )
+    serve.add_argument(
+        "--cache-bytes",
+        type=_argument(parse_size),
+        default=default.cache_bytes,
+        help=f"bytes of stream records kept in memory, in all (default: {human_bytes(default.cache_bytes)})",
+    )
+    serve.add_argument(
+        "--retention",
+        type=_argument(parse_duration),
+        default=default.retention,
+        help="delete anomalies, incidents, detections, counts, feedback and idle streams older than this, "
+        "such as 30d, 12h or 90s, or 'forever' (default: 30d)",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)

@@ -16,7 +16,7 @@ from opentelemetry.trace import Span
 
 from driftlock.anomalies import SpanDetails, add_anomaly_handler
 from driftlock.config import Config
-from driftlock.events import CONTEXT_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE
+from driftlock.events import CONTEXT_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE, user_class
 from driftlock.exceptions import DriftlockConfigurationError
 from driftlock.models import Anomaly
 from driftlock.registry import REGISTRY
@@ -76,11 +76,9 @@ def response_hook(span: Span, request: HttpRequest, response: HttpResponse) -> N
         user = getattr(request, "user", None)  # sync path: the lazy user, usually loaded by the view already
     if user is None:
         return
-    if not getattr(user, "is_authenticated", False):
-        span.set_attribute(USER_ATTRIBUTE, "anonymous")
-        return
-    span.set_attribute(USER_ATTRIBUTE, "staff" if getattr(user, "is_staff", False) else "authenticated")
-    if _state().capture_user_id:
+    kind = user_class(user)
+    span.set_attribute(USER_ATTRIBUTE, kind)
+    if kind != "anonymous" and _state().capture_user_id:
         span.set_attribute(USER_ID_ATTRIBUTE, str(user.pk))
 
 

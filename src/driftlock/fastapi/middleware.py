@@ -30,7 +30,14 @@ from opentelemetry.util.http import get_excluded_urls
 from starlette.routing import Host, Mount
 
 from driftlock.config import Config
-from driftlock.events import CONTEXT_ATTRIBUTE, STREAM_ATTRIBUTE, USER_ATTRIBUTE, USER_ID_ATTRIBUTE, path_excluded
+from driftlock.events import (
+    CONTEXT_ATTRIBUTE,
+    STREAM_ATTRIBUTE,
+    USER_ATTRIBUTE,
+    USER_ID_ATTRIBUTE,
+    path_excluded,
+    user_class,
+)
 from driftlock.exceptions import DriftlockConfigurationError
 from driftlock.fastapi.dependencies import CONFIG_SCOPE_KEY, close_app_client
 from driftlock.fastapi.routes import route_template
@@ -223,11 +230,9 @@ def _set_request_attributes(span: trace.Span, scope: Scope, capture_user_id: boo
         user = scope.get("user")
         if user is None:
             return
-        if not getattr(user, "is_authenticated", False):
-            span.set_attribute(USER_ATTRIBUTE, "anonymous")
-            return
-        span.set_attribute(USER_ATTRIBUTE, "staff" if getattr(user, "is_staff", False) else "authenticated")
-        if capture_user_id:
+        kind = user_class(user)
+        span.set_attribute(USER_ATTRIBUTE, kind)
+        if kind != "anonymous" and capture_user_id:
             span.set_attribute(USER_ID_ATTRIBUTE, str(user.identity))
     except Exception:
         logger.debug("driftlock: reading the request's user or context failed", exc_info=True)

@@ -9,7 +9,6 @@ receiver decodes the request here and leaves the ingest rules to :mod:`driftlock
 from __future__ import annotations
 
 import gzip
-import hmac
 import logging
 import os
 import secrets
@@ -29,11 +28,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from driftlock.server import otlp
+from driftlock.server.access import Access, ApiKey, LoopbackGuard, parse_keys
 from driftlock.server.console import console_routes
 from driftlock.server.metrics import Metrics
 from driftlock.server.notify import Notifier
 from driftlock.service.api import OPERATIONS, Api, Call, DemoLimiter, DetectionService, Operation
-from driftlock.service.errors import ApiError
+from driftlock.service.console_sessions import SharedSecret
+from driftlock.service.errors import ApiError, store_unavailable
 from driftlock.service.ingest import ingest_spans
 from driftlock.service.validation import parse_json
 
@@ -94,18 +95,23 @@ def _bounded(decompressor: Any, body: bytes) -> bytes:
 def create_app(
     service: DetectionService,
     *,
-    api_keys: Iterable[str] = (),
+    api_keys: Iterable[str | ApiKey] = (),
     span_kinds: Iterable[str] = ("server", "consumer"),
     demo_limiter: DemoLimiter | None = None,
     notifier: Notifier | None = None,
     console_secret: bytes | None = None,
 ) -> Starlette:
-    """Build the app. With ``api_keys``, every ``/v1`` route but the demo needs one of them, and the console
-    (at ``/``) a sign-in with one. ``notifier`` is told of incidents opened and resolved (started and stopped
-    with the app); ``console_secret`` signs console sessions (default: random per process)."""
-    api_keys = list(api_keys)
-    keys = [k.encode() for k in api_keys]
+    """Build the app. With ``api_keys`` (``KEY``, ``KEY:ingest``, ``KEY:streams=a,b``; :mod:`.access`), every
+    ``/v1`` route but the demo needs one of them, within its scope, and the console (at ``/``) a sign-in with an
+    admin key; without, the API answers loopback names and local writes only. ``notifier`` is told of incidents
+    opened and resolved (started and stopped with the app); ``console_secret`` signs console sessions
+    (default: the store's, shared by every process and replica: :mod:`driftlock.service.console_sessions`)."""
     metrics = Metrics(lambda: service.totals)
+    given = list(api_keys)
+    access = Access(
+        [*parse_keys([k for k in given if isinstance(k, str)]), *(k for k in given if isinstance(k, ApiKey))],
+        count=lambda reason: metrics.auth_failures.labels(reason).inc(),
+    )
     service.add_listener(metrics.on_incident)
     if notifier is None:  # the console's webhooks (server/notify)
         notifier = Notifier(store=service.store)
@@ -115,22 +121,38 @@ def create_app(
     api = Api(service, limiter=demo_limiter)
     pid = {"X-Driftlock-Pid": str(os.getpid())}  # which worker answered (driftlock serve --workers N)
 
-    def authorized(request: Request) -> bool:
-        if not keys:
-            return True
-        given = request.headers.get("x-api-key")
-        if given is None:
-            auth = request.headers.get("authorization", "")
-            given = auth[7:] if auth.lower().startswith("bearer ") else None
-        return given is not None and any(hmac.compare_digest(given.encode(), k) for k in keys)
+    def owner(kind: str, ident: str) -> str | None:
+        """The stream of an anomaly or incident (for keys bound to streams)."""
+        row = service.store.get_anomaly(ident) if kind == "anomaly" else service.store.get_incident(ident)
+        return str(row["stream_id"]) if row else None
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    async def in_scope(request: Request, route: str, body: Any = None) -> None:
+        """ApiError 403 unless the request's key (set by ``guarded``) may call this route with this body."""
+        key: ApiKey | None = request.scope.get("driftlock.key")
+        if key is None or key.role == "admin":
+            return
+        await run_in_threadpool(
+            access.check_scope,
+            key,
+            request.method,
+            route,
+            dict(request.path_params),
+            dict(request.query_params),
+            body,
+            owner,
+            client_of(request),
+        )
 
     def guarded(
         handler: Callable[[Request], Awaitable[Response]], auth: bool
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if auth and not authorized(request):
-                return _error(request, ApiError(401, "authentication failed"))
             try:
+                if auth and not access.open:
+                    request.scope["driftlock.key"] = access.authenticate(request.headers, client_of(request))
                 return await handler(request)
             except ApiError as exc:
                 return _error(request, exc)
@@ -140,12 +162,13 @@ def create_app(
     def endpoint_for(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
             body = parse_json(await _read_body(request)) if op.json_body else None
+            await in_scope(request, op.path, body)
             call = Call(
                 params=dict(request.path_params),
                 query=dict(request.query_params),
                 body=body,
                 request_id=_request_id(request),
-                client=request.client.host if request.client else "unknown",
+                client=client_of(request),
             )
             started = time.perf_counter()
             result = await run_in_threadpool(api.call, op, call)
@@ -156,6 +179,7 @@ def create_app(
         return guarded(answer, op.auth)
 
     async def traces(request: Request) -> Response:
+        await in_scope(request, "/v1/traces")
         content_type = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip()
         body = await _read_body(request)
         try:
@@ -168,6 +192,7 @@ def create_app(
         return Response(otlp.encode_response(rejected, message, content_type), media_type=content_type)
 
     async def exposition(request: Request) -> Response:  # aggregate only: stream ids are the clients' to choose
+        await in_scope(request, "/metrics")
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -190,6 +215,10 @@ def create_app(
 
     async def server_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
+        unavailable = store_unavailable(exc)  # the OTLP receiver and the console: 503 with Retry-After too
+        if unavailable is not None:
+            logger.warning("the store cannot answer %s %s now: %s", request.method, request.url.path, exc)
+            return _error(request, unavailable, request_id=request_id)
         logger.error(
             "unexpected error answering %s %s (request id %s)",
             request.method,
@@ -200,13 +229,23 @@ def create_app(
         message = f"internal error ({type(exc).__name__}); the server's log has the details under this request id"
         return _error(request, ApiError(500, message), request_id=request_id)
 
+    sessions = getattr(service.store, "console_sessions", None)  # signed-in sessions, revoked on sign-out
+    secret: bytes | SharedSecret = console_secret or (
+        SharedSecret(sessions) if sessions is not None else secrets.token_bytes(32)
+    )
     routes += console_routes(
         service.core,
-        api_keys=api_keys,
-        secret=console_secret or secrets.token_bytes(32),
+        # the console is an admin's: ingest and stream keys cannot sign in (with no admin key, nobody can)
+        api_keys=access.admin_keys or ([] if access.open else [secrets.token_urlsafe(32)]),
+        throttle=access.throttle,
+        secret=secret,
+        sessions=sessions,
         metrics=metrics,
         webhooks=notifier,
     )
+
+    def refused(scope: Scope, exc: ApiError) -> Response:
+        return _error(Request(scope), exc)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -221,7 +260,7 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_ApiPrefix)],
+        middleware=[Middleware(_ApiPrefix)] + ([Middleware(LoopbackGuard, on_refused=refused)] if access.open else []),
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
 

@@ -119,6 +119,14 @@ class Metrics:
         self.console_sign_in_failures = Counter(
             "driftlock_console_sign_in_failures", "Console sign-ins refused (wrong key).", registry=self.registry
         )
+        self.auth_failures = Counter(
+            "driftlock_auth_failures",
+            "API requests refused for their key, by reason: missing, invalid, throttled, scope (never by key).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("missing", "invalid", "throttled", "scope"):
+            self.auth_failures.labels(reason)
         if process:
             ProcessCollector(registry=self.registry)
         self._notifier = False

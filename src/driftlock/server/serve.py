@@ -8,11 +8,13 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftlock.service.api import DetectionService
+from driftlock.service.budgets import Budgets
+from driftlock.service.console_sessions import check_secret
 from driftlock.service.stores import check_db, open_store
 
 if TYPE_CHECKING:
@@ -32,20 +34,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_service(db: str | Path | None) -> DetectionService:
-    return DetectionService(open_store(db))
-
-
-def _masked(key: str) -> str:
-    return key[: min(4, len(key) // 4)] + "…"
+def build_service(db: str | Path | None, budgets: Budgets | None = None) -> DetectionService:
+    return DetectionService(open_store(db), budgets=budgets)
 
 
 def describe_keys(api_keys: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
-    """What serve says at start about the keys it accepts: a count and masked prefixes, never a key."""
+    """What serve says at start about the keys it accepts: a count, masked prefixes and scopes, never a key."""
+    from driftlock.server.access import parse_keys
+
     env = os.environ if environ is None else environ
     if api_keys:
-        prefixes = ", ".join(sorted({_masked(k) for k in api_keys}))
-        return [f"API keys: {len(api_keys)} accepted ({prefixes}); every /v1 route but the demo needs one"]
+        shown = ", ".join(sorted({k.describe() for k in parse_keys(api_keys)}))
+        return [f"API keys: {len(api_keys)} accepted ({shown}); every /v1 route but the demo needs one"]
     lines = ["API keys: none; every request is accepted (pass --api-key to require one)"]
     if env.get("DRIFTLOCK_API_KEY"):
         lines.append(
@@ -65,6 +65,10 @@ class ServeSettings:
     notify: tuple[str, ...] = ()
     webhook_secret: str | None = None
     url: str | None = None  # where this server answers: links in notifications point at its console
+    console_secret: str | None = None  # --console-secret (else the store's: service/console_sessions.py)
+    budgets: Budgets = field(
+        default_factory=Budgets
+    )  # bytes per event, stream and cache; retention (service/budgets.py)
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -72,11 +76,17 @@ def build_app(settings: ServeSettings) -> Starlette:
     notifies of the incidents its own calls opened, and the service opens each once)."""
     from driftlock.server.app import create_app
     from driftlock.server.notify import Notifier
+    from driftlock.service.retention import Retention
 
-    service = build_service(settings.db)
+    service = build_service(settings.db, settings.budgets)
+    if settings.budgets.retention is not None:  # every process runs one; the store lets one sweep at a time
+        Retention(service.store, settings.budgets.retention).start()
     # the --notify webhooks and the console's (in the store, shared by every process)
     notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
-    return create_app(service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier)
+    secret = check_secret(settings.console_secret) if settings.console_secret is not None else None
+    return create_app(
+        service, api_keys=settings.api_keys, span_kinds=settings.span_kinds, notifier=notifier, console_secret=secret
+    )
 
 
 HTTP_PROTOCOL = "driftlock.server.protocol:EnvelopeHTTPProtocol"
@@ -110,6 +120,9 @@ def run(
     forwarded_allow_ips: Sequence[str] = (),
     notify: Sequence[str] = (),
     webhook_secret: str | None = None,
+    console_secret: str | None = None,
+    rotate_console_secret: bool = False,
+    budgets: Budgets | None = None,
 ) -> None:
     """Serve until interrupted. Refuses a non-loopback address without an API key, a ``--db`` it cannot
     serve, and ``:memory:`` with more than one worker.
@@ -117,7 +130,13 @@ def run(
     ``workers`` > 1 runs that many processes on one socket bound here, each with its own service over
     the same store. Proxy headers (``X-Forwarded-For``) are believed only from ``forwarded_allow_ips``.
     ``notify``: webhook URLs told of incidents opened and resolved (signed with ``webhook_secret``).
+    ``console_secret`` signs console sessions (at least 32 characters; default: one kept in the store);
+    ``rotate_console_secret`` replaces the stored one and deletes every session first (everyone signed out).
+    ``budgets``: bytes per event, per stream and for the cache, and the retention (default: :class:`Budgets`).
     """
+    from driftlock.server.access import parse_keys
+
+    parse_keys(api_keys)  # ValueError for an empty, short or badly scoped key, naming it by position
     if not is_loopback(host) and not api_keys:
         raise ValueError(
             f"Refusing to listen on {host} without an API key: anyone on the network could send and read "
@@ -132,6 +151,8 @@ def run(
             "Pass --db with a SQLite file (or a postgresql:// URL)."
         )
     check_db(db_text)
+    if console_secret is not None:
+        check_secret(console_secret)  # refused here, before anything starts
     try:
         import uvicorn
         from uvicorn.supervisors.multiprocess import Multiprocess
@@ -145,7 +166,22 @@ def run(
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if sock.family == socket.AF_INET6 else host}:{bound}"
-    settings = ServeSettings(db_text, tuple(api_keys), tuple(span_kinds), tuple(notify), webhook_secret, url)
+    settings = ServeSettings(
+        db_text,
+        tuple(api_keys),
+        tuple(span_kinds),
+        tuple(notify),
+        webhook_secret,
+        url,
+        console_secret,
+        budgets or Budgets(),
+    )
+    if rotate_console_secret:
+        store = open_store(db_text)
+        try:
+            store.console_sessions.rotate()
+        finally:
+            store.close()
     app: Any = functools.partial(build_app, settings) if workers > 1 else build_app(settings)
     config = uvicorn.Config(
         app,

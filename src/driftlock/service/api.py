@@ -21,8 +21,9 @@ from typing import Any, ParamSpec, TypeVar
 from driftlock._version import __version__
 from driftlock.engine.stream import MIN_BASELINE_SIZE
 from driftlock.service import validation
+from driftlock.service.budgets import Budgets
 from driftlock.service.detection import IncidentListener, Service
-from driftlock.service.errors import ApiError, ServiceError
+from driftlock.service.errors import ApiError, ServiceError, store_unavailable
 from driftlock.service.shapes import demo_answer, detect_answer
 from driftlock.service.store import AnomalyFilter, RecordCache, Store
 from driftlock.service.validation import int_param
@@ -89,6 +90,11 @@ def _answering(method: Callable[_P, _R]) -> Callable[_P, _R]:
             raise
         except ServiceError as exc:
             raise ApiError.of(exc) from exc
+        except Exception as exc:
+            unavailable = store_unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     return answering
 
@@ -104,8 +110,9 @@ class DetectionService:
         cache: RecordCache | None = None,
         clock: Callable[[], float] = time.time,
         core: Service | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
-        self.core = core if core is not None else Service(store, cache=cache, clock=clock)
+        self.core = core if core is not None else Service(store, cache=cache, clock=clock, budgets=budgets)
         self.store, self.cache, self.totals = self.core.store, self.core.cache, self.core.totals
 
     def add_listener(self, listener: IncidentListener) -> None:
@@ -325,6 +332,11 @@ class Api:
             raise
         except ServiceError as exc:
             raise ApiError.of(exc) from exc
+        except Exception as exc:  # the store cannot answer now: 503 with Retry-After, never a 500
+            unavailable = store_unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
         answer = result if isinstance(result, Answer) else Answer(200, result)
         if isinstance(answer.body, dict) and "request_id" not in answer.body:
             answer = Answer(answer.status, {**answer.body, "request_id": call.request_id})

@@ -23,6 +23,7 @@ from driftlock.engine.explain import event_value
 from driftlock.engine.settings import DEMO_SETTINGS, DetectionSettings, SettingsError, resolve_settings
 from driftlock.engine.stream import MIN_BASELINE_SIZE, StreamState, WindowResult, detections, freeze, thaw
 from driftlock.service import adaptive, anchors, calibration, exports, incidents, profiles, tuning, validation
+from driftlock.service.budgets import Budgets, excerpt, trim_history
 from driftlock.service.errors import Conflict, InvalidArgument, NotFound, NotReady
 from driftlock.service.meta import Sizes
 from driftlock.service.shapes import anomaly_detail, anomaly_summary, incident_view, iso
@@ -71,9 +72,12 @@ class Service:
         *,
         cache: RecordCache | None = None,
         clock: Callable[[], float] = time.time,
+        budgets: Budgets | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
-        self.cache = cache if cache is not None else RecordCache()  # an empty cache is falsy (len 0)
+        self.budgets = budgets if budgets is not None else Budgets()
+        # an empty cache is falsy (len 0)
+        self.cache = cache if cache is not None else RecordCache(max_bytes=self.budgets.cache_bytes)
         self.clock = clock  # wall time of auto-tuning's cooldown (tests pass their own)
         self.started = time.time()
         self._listeners: list[IncidentListener] = []
@@ -132,7 +136,9 @@ class Service:
         override = dict(override or {})
         tokenizer = override.get("tokenizer", True)  # checked with the rest of the override, under the lock
         started = time.perf_counter()
-        encoded = validation.encoded_events(events, tokenizer=tokenizer if isinstance(tokenizer, bool) else True)
+        encoded = validation.encoded_events(
+            events, tokenizer=tokenizer if isinstance(tokenizer, bool) else True, max_bytes=self.budgets.event_bytes
+        )
         batch_id = str(uuid.uuid4())
         now = time.time()
         with self._locked(stream_id, create=True) as commit:
@@ -187,7 +193,8 @@ class Service:
             record.last_detection_at = now
             anomaly = None
             if d.is_anomaly:
-                anomaly = _anomaly_record(result, events[result.index], record.stream_id, out.batch_id, now)
+                event = excerpt(events[result.index], self.budgets.excerpt_bytes)
+                anomaly = _anomaly_record(result, event, record.stream_id, out.batch_id, now)
                 if trace_ids is not None and result.index < len(trace_ids):
                     anomaly["trace_id"] = trace_ids[result.index]
                 commit.anomalies.append(anomaly)
@@ -221,6 +228,7 @@ class Service:
                 anomaly["incident_id"] = joined[anomaly["id"]]
                 anomaly["incident"] = incidents.incident_mark(joined[anomaly["id"]], False)
         engine.last_event_at = now
+        commit.trimmed = trim_history(engine.events, self.budgets.stream_bytes) > 0  # the oldest go past the budget
         if ordinary:
             record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary)
         sizes: Sizes = {"baseline_size": settings.baseline_size, "window_size": settings.window_size}
@@ -232,15 +240,36 @@ class Service:
         commit.incidents = list(rows.values())
 
     def demo_detect(self, events: list[Any], override: Mapping[str, Any] | None = None) -> DemoOutcome:
-        """Detect on ``events`` alone, with the demo's sizes; nothing is stored."""
+        """Detect on ``events`` alone, with the demo's sizes; nothing is stored. The demo needs no key, so what it
+        accepts is bounded tighter than detect (:data:`~driftlock.service.validation.MAX_DEMO_BYTES` and the rest)."""
         try:
-            settings = resolve_settings(override, base=DEMO_SETTINGS, permutation_cap=None)
+            asked = resolve_settings(override, base=DEMO_SETTINGS, permutation_cap=None)
+            settings = resolve_settings(override, base=DEMO_SETTINGS)  # detect's permutation cap
         except SettingsError as exc:
             raise InvalidArgument(f"invalid config_override: {exc}") from None
+        if override and "permutation_count" in override and asked.permutation_count > validation.MAX_DEMO_PERMUTATIONS:
+            raise InvalidArgument(
+                f"config_override.permutation_count on the demo must be at most {validation.MAX_DEMO_PERMUTATIONS}, "
+                f"got {asked.permutation_count}: use /v1/detect with an API key for more"
+            )
+        if settings.hop_size < validation.MIN_DEMO_HOP:
+            raise InvalidArgument(
+                f"config_override.hop_size on the demo must be at least {validation.MIN_DEMO_HOP}, "
+                f"got {settings.hop_size}: use /v1/detect with an API key for a smaller one"
+            )
+        encoded = validation.encoded_events(
+            events,
+            max_bytes=validation.MAX_DEMO_EVENT_BYTES,
+            total_bytes=validation.MAX_DEMO_BYTES,
+            where=" on the demo",
+        )
         started = time.perf_counter()
         state = StreamState("demo")
-        found = [r for r in detections(state, validation.encoded_events(events), settings) if r.detection.is_anomaly]
-        anomalies = [_anomaly_record(r, events[r.index], None, None, time.time()) for r in found]
+        found = [r for r in detections(state, encoded, settings) if r.detection.is_anomaly]
+        anomalies = [
+            _anomaly_record(r, excerpt(events[r.index], self.budgets.excerpt_bytes), None, None, time.time())
+            for r in found
+        ]
         return DemoOutcome(settings, len(events), time.perf_counter() - started, anomalies)
 
     # -- streams ----------------------------------------------------------------------------
@@ -478,7 +507,9 @@ class Service:
                 )
             settings = profiles.stream_settings(record.meta)
             if events is not None:
-                encoded = validation.encoded_events(events, tokenizer=settings.tokenizer)
+                encoded = validation.encoded_events(
+                    events, tokenizer=settings.tokenizer, max_bytes=self.budgets.event_bytes
+                )
             else:
                 history = list(record.engine.events)
                 encoded = list(record.engine.frozen or history[-settings.min_events : -settings.window_size])

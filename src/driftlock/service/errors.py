@@ -9,9 +9,24 @@ domain error's ``code`` with :meth:`ApiError.of`.
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from typing import Any
 
-__all__ = ["ApiError", "Conflict", "InvalidArgument", "NotFound", "NotReady", "ServiceError", "TooLarge"]
+__all__ = [
+    "STORE_RETRY_AFTER",
+    "ApiError",
+    "Conflict",
+    "InvalidArgument",
+    "NotFound",
+    "NotReady",
+    "ServiceError",
+    "TooLarge",
+    "store_unavailable",
+]
+
+STORE_RETRY_AFTER = 2
+"""Seconds a client is told to wait (``Retry-After``) when the store cannot answer now."""
 
 
 class ServiceError(Exception):
@@ -82,3 +97,23 @@ class ApiError(ServiceError):
         if self.retry_after is not None:
             error["retry_after_seconds"] = self.retry_after
         return {"error": error}
+
+
+def store_unavailable(exc: BaseException) -> ApiError | None:
+    """The 503 (with ``Retry-After``) for an exception that says the store cannot answer now: SQLite busy or
+    locked past its timeout, PostgreSQL down, restarting, or every pooled connection taken. None for any other
+    exception (a bug stays a 500). Nothing was committed by the call that raised it, so the client's retry
+    (``driftlock``'s clients and exporter retry a 503) loses nothing."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return _unavailable("the database is busy (locked by another writer past its timeout)")
+        return None
+    psycopg = sys.modules.get("psycopg")  # imported only where a PostgreSQL store is used
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return _unavailable(f"the database cannot be reached now ({type(exc).__name__})")
+    return None
+
+
+def _unavailable(why: str) -> ApiError:
+    return ApiError(503, f"{why}; retry after {STORE_RETRY_AFTER} s", retry_after=STORE_RETRY_AFTER)

@@ -19,16 +19,16 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from driftlock.engine.settings import MAX_STATE_EVENTS
-from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record
+from driftlock.service.console_sessions import SqlConsoleSessions
+from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record, history_start
 from driftlock.service.store import TIMELINE_SECONDS, Commit, StoreConflictError, StreamRecord, StreamSession
 from driftlock.service.webhooks import SqlWebhooks
 
@@ -117,6 +117,10 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 MIGRATION_LOCK = -0x64726966746C6F63  # "driftloc": the advisory lock held while the schema is created or upgraded
+RETENTION_LOCK = -0x64726966745F7274  # "drift_rt": held by the one replica sweeping old rows (service/retention.py)
+POOL_WAIT = 5.0
+"""Seconds a call waits for a pooled connection: past it (the server is down, or every connection is busy)
+the call fails with PoolTimeout, which the server answers 503 with Retry-After."""
 THREAD_SLOTS = 4096
 
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
@@ -153,6 +157,9 @@ class PostgresStore(SqlStore):
     ``max_size`` bounds this process's connections (each replica holds up to that many)."""
 
     INSERTION_ORDER = "seq"
+    ROW_ID = "ctid"
+    RESOLVED_TS = "(record->>'resolved_ts')::float8"
+    NO_OPEN_INCIDENT = "incident->>'open' IS NULL"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         self.url = url
@@ -179,6 +186,9 @@ class PostgresStore(SqlStore):
             self._migrate()
             # the console's webhooks (service/webhooks.py), created under the migration lock
             self.webhooks = SqlWebhooks(self._connection, "%s", (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",))
+            self.console_sessions = SqlConsoleSessions(  # service/console_sessions.py, likewise
+                self._connection, "%s", (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",)
+            )
         except BaseException:
             self._pool.close()
             raise
@@ -215,12 +225,12 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection for reads, checked first: one the server dropped (a restart) is replaced."""
-        conn = self._pool.getconn()
+        conn = self._pool.getconn(POOL_WAIT)
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.Error:
             self._pool.putconn(conn)  # broken: the pool replaces it
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(POOL_WAIT)
         try:
             with conn:  # commit, or roll back on an exception
                 yield conn
@@ -231,7 +241,7 @@ class PostgresStore(SqlStore):
     def session(self, stream_id: str, cached: StreamRecord | None = None) -> Iterator[StreamSession]:
         key = lock_key(stream_id)
         with self._threads[key % THREAD_SLOTS]:
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(POOL_WAIT)
             try:
                 try:
                     session = _PostgresSession(conn, stream_id, key, cached)
@@ -240,7 +250,7 @@ class PostgresStore(SqlStore):
                         raise
                     # dropped while pooled (a server restart): nothing was done on it, so once more on another
                     self._pool.putconn(conn)
-                    conn = self._pool.getconn()
+                    conn = self._pool.getconn(POOL_WAIT)
                     session = _PostgresSession(conn, stream_id, key, cached)
                 try:
                     yield session
@@ -256,6 +266,39 @@ class PostgresStore(SqlStore):
             yield lambda sql, args=(): conn.execute(sql.replace("?", "%s"), args)
 
     _writing = _reading  # the connection's transaction commits when the block ends
+
+    @contextmanager
+    def _sweeping(self) -> Iterator[Callable[[], AbstractContextManager[Execute]] | None]:
+        """One replica sweeps at a time: the one whose connection holds the session-level RETENTION_LOCK. Each
+        batch is a transaction of its own on that connection (the lock outlives them; a lost connection drops it)."""
+        with self._connection() as conn:
+            conn.commit()
+            conn.autocommit = True
+            try:
+                held = conn.execute("SELECT pg_try_advisory_lock(%s)", (RETENTION_LOCK,)).fetchone()
+                if not (held and held[0]):
+                    yield None
+                    return
+
+                @contextmanager
+                def writing() -> Iterator[Execute]:
+                    with conn.transaction():
+                        yield lambda sql, args=(): conn.execute(sql.replace("?", "%s"), args)
+
+                try:
+                    yield writing
+                finally:
+                    with suppress(psycopg.Error):
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
+            finally:
+                with suppress(psycopg.Error):
+                    conn.autocommit = False
+
+    @contextmanager
+    def _deleting_stream(self, stream_id: str) -> Iterator[Execute]:
+        with self._connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(stream_id),))
+            yield lambda sql, args=(): conn.execute(sql.replace("?", "%s"), args)
 
 
 class _PostgresSession:
@@ -274,14 +317,16 @@ class _PostgresSession:
 
     def _load(self, row: Sequence[Any], cached: StreamRecord | None) -> StreamRecord:
         version, epoch, newer, held = row[1], row[10], row[14], row[15]
-        if cached is not None and cached.version == version:
+        if cached is not None and cached.version == version and cached.created_at == row[7]:
             return cached
-        if cached is not None and cached.history_epoch != epoch:  # rewritten since cached: read it whole
+        if cached is not None and (cached.history_epoch != epoch or cached.created_at != row[7]):
+            # rewritten since cached (or deleted by retention and made again): read it whole
             with self._conn.cursor(binary=True) as again:
                 again.execute(_LOAD, {"id": row[0], "since": 0, "all": True})
                 found = again.fetchone()
             assert found is not None  # the lock is held: the row cannot go away
             newer, held = found[14:]
+            cached = None if cached.created_at != row[7] else cached
         return build_record(row, newer, list(held) if held is not None else None, cached=cached)
 
     def commit(self, change: Commit) -> None:
@@ -332,7 +377,7 @@ class _PostgresSession:
             "first": first_seq,
             "history": new_history,
             "trim": bool(new_history) or change.rewrite_history,
-            "keep_from": first_seq if change.rewrite_history else record.history_next - MAX_STATE_EVENTS,
+            "keep_from": history_start(record),
             "a_id": [a["id"] for a in anomalies],
             "a_stream": [a["stream_id"] for a in anomalies],
             "a_at": [a["detected_at"] for a in anomalies],

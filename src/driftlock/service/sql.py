@@ -23,7 +23,16 @@ from driftlock.service.meta import meta_of
 from driftlock.service.shapes import iso
 from driftlock.service.store import AnomalyFilter, Commit, StreamRecord, stream_summary
 
-__all__ = ["STREAM_COLUMNS", "Cursor", "Execute", "SqlStore", "advance_history", "build_record", "stream_values"]
+__all__ = [
+    "STREAM_COLUMNS",
+    "Cursor",
+    "Execute",
+    "SqlStore",
+    "advance_history",
+    "build_record",
+    "history_start",
+    "stream_values",
+]
 
 STREAM_COLUMNS = (
     "stream_id, version, events_ingested, since_detection, anomaly_count, detections, last_event_at, "
@@ -98,11 +107,16 @@ def advance_history(change: Commit) -> tuple[list[bytes], int]:
         record.history_epoch += 1
     else:
         new_history = list(engine.events)[-change.appended :] if change.appended else []
-    if change.frozen_changed:
+    if change.frozen_changed or change.trimmed:  # other processes' cached copies are read again whole
         record.history_epoch += 1
     first_seq = record.history_next
     record.history_next += len(new_history)
     return new_history, first_seq
+
+
+def history_start(record: StreamRecord) -> int:
+    """The sequence number of the oldest history event a record keeps: older rows are deleted."""
+    return record.history_next - len(record.engine.events)
 
 
 def stream_values(record: StreamRecord) -> tuple[Any, ...]:
@@ -275,3 +289,98 @@ class SqlStore:
                 (stream_id, since),
             ).fetchall()
         return [(int(m), int(n)) for m, n in minutes], [(a, p, n, pv, bool(x)) for a, p, n, pv, x in detections]
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    ROW_ID = "rowid"
+    """A column (or pseudo-column) naming one row of a table without a key of its own (``detections``)."""
+    RESOLVED_TS = "json_extract(record, '$.resolved_ts')"
+    """An incident row's resolution time, from its JSON record."""
+    NO_OPEN_INCIDENT = "json_extract(incident, '$.open') IS NULL"
+    """A ``streams`` row without an open incident."""
+
+    def _sweeping(self) -> AbstractContextManager[Callable[[], AbstractContextManager[Execute]] | None]:
+        """Held while this process sweeps: a factory of write transactions, or None when another process sweeps."""
+        raise NotImplementedError
+
+    def _deleting_stream(self, stream_id: str) -> AbstractContextManager[Execute]:
+        """A write transaction under the stream's lock, so no call on it is between its read and its commit."""
+        raise NotImplementedError
+
+    def _expiry(self, before: float) -> list[tuple[str, str, tuple[Any, ...]]]:
+        """(what, statement, arguments) of each batch: ``?`` last is the batch size."""
+        order = self.INSERTION_ORDER
+        return [
+            (
+                "anomalies",
+                "DELETE FROM anomalies WHERE id IN (SELECT id FROM anomalies WHERE detected_ts < ? AND "
+                "(incident_id IS NULL OR incident_id NOT IN (SELECT id FROM incidents WHERE status = 'open')) "
+                "LIMIT ?)",
+                (before,),
+            ),
+            (
+                "feedback",
+                f"DELETE FROM feedback WHERE {order} IN (SELECT f.{order} FROM feedback f "
+                "LEFT JOIN anomalies a ON a.id = f.anomaly_id WHERE a.id IS NULL LIMIT ?)",
+                (),
+            ),
+            (
+                "incidents",
+                "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE status = 'resolved' AND "
+                f"opened_ts < ? AND coalesce({self.RESOLVED_TS}, opened_ts) < ? LIMIT ?)",
+                (before, before),
+            ),
+            (
+                "detections",
+                f"DELETE FROM detections WHERE {self.ROW_ID} IN (SELECT {self.ROW_ID} FROM detections WHERE at < ? "
+                "LIMIT ?)",
+                (before,),
+            ),
+            (
+                "minutes",
+                "DELETE FROM stream_minutes WHERE (stream_id, minute) IN (SELECT stream_id, minute FROM stream_minutes "
+                "WHERE minute < ? LIMIT ?)",
+                (int(before // 60),),
+            ),
+        ]
+
+    def expire(self, before: float, *, batch: int = 500, max_batches: int = 200) -> dict[str, int] | None:
+        """See :meth:`driftlock.service.store.Store.expire`. At most ``max_batches`` transactions a kind; the
+        next sweep goes on where this one stopped."""
+        with self._sweeping() as writing:
+            if writing is None:
+                return None
+            counts: dict[str, int] = {}
+            for what, statement, args in self._expiry(before):
+                counts[what] = 0
+                for _ in range(max_batches):
+                    with writing() as execute:
+                        deleted = max(0, execute(statement, (*args, batch)).rowcount)
+                    counts[what] += deleted
+                    if deleted < batch:
+                        break
+            counts["streams"] = 0
+            for _ in range(max_batches):
+                with writing() as execute:
+                    rows = execute(
+                        "SELECT stream_id FROM streams WHERE coalesce(last_event_at, created_at, 0) < ? AND "
+                        f"{self.NO_OPEN_INCIDENT} LIMIT ?",
+                        (before, batch),
+                    ).fetchall()
+                for row in rows:
+                    counts["streams"] += self._delete_stream(row[0], before)
+                if len(rows) < batch:
+                    break
+        return counts
+
+    def _delete_stream(self, stream_id: str, before: float) -> int:
+        with self._deleting_stream(stream_id) as execute:
+            gone = execute(
+                "DELETE FROM streams WHERE stream_id = ? AND coalesce(last_event_at, created_at, 0) < ? AND "
+                f"{self.NO_OPEN_INCIDENT}",
+                (stream_id, before),
+            ).rowcount
+            if gone:
+                for table in ("stream_events", "frozen_events", "detections", "stream_minutes"):
+                    execute(f"DELETE FROM {table} WHERE stream_id = ?", (stream_id,))  # our own names
+        return 1 if gone else 0

@@ -9,18 +9,28 @@ and upgraded by the store itself.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from driftlock.engine.settings import MAX_STATE_EVENTS
+from driftlock.service.console_sessions import SqlConsoleSessions
 from driftlock.service.locks import StreamLocks
-from driftlock.service.sql import STREAM_COLUMNS, Execute, SqlStore, advance_history, build_record, stream_values
+from driftlock.service.sql import (
+    STREAM_COLUMNS,
+    Execute,
+    SqlStore,
+    advance_history,
+    build_record,
+    history_start,
+    stream_values,
+)
 from driftlock.service.store import TIMELINE_SECONDS, Commit, StoreConflictError, StreamRecord, StreamSession
 from driftlock.service.webhooks import SqlWebhooks
 
@@ -70,6 +80,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE INDEX IF NOT EXISTS anomalies_by_stream ON anomalies (stream_id);
 CREATE INDEX IF NOT EXISTS anomalies_by_incident ON anomalies (incident_id);
+CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (detected_ts);
 CREATE TABLE IF NOT EXISTS feedback (
     anomaly_id TEXT NOT NULL,
     feedback_type TEXT NOT NULL,
@@ -125,16 +136,19 @@ class SqliteStore(SqlStore):
 
     INSERTION_ORDER = "rowid"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+        """``busy_timeout``: seconds a statement waits for another process's write lock before it fails
+        (``database is locked``, answered 503 with Retry-After by the server)."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.Lock()
         self._locks = StreamLocks(self.path + ".locks")
         self._migrate()
         self.webhooks = SqlWebhooks(self._webhook_connection, "?")  # the console's webhooks (service/webhooks.py)
+        self.console_sessions = SqlConsoleSessions(self._webhook_connection, "?")  # service/console_sessions.py
 
     @contextmanager
     def _webhook_connection(self) -> Iterator[sqlite3.Connection]:
@@ -180,6 +194,27 @@ class SqliteStore(SqlStore):
                 self._db.execute("ROLLBACK")
                 raise
 
+    # -- retention ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _sweeping(self) -> Iterator[Callable[[], AbstractContextManager[Execute]] | None]:
+        """One process of those on this file sweeps at a time: the one holding ``<db>.retention``'s lock."""
+        fd = os.open(self.path + ".retention", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield None
+                return
+            yield self._writing
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def _deleting_stream(self, stream_id: str) -> Iterator[Execute]:
+        with self._locks.hold(stream_id), self._writing() as execute:
+            yield execute
+
     # -- one stream, locked ------------------------------------------------------------------
 
     @contextmanager
@@ -196,6 +231,8 @@ class SqliteStore(SqlStore):
 
     def _load(self, row: tuple[Any, ...], cached: StreamRecord | None) -> StreamRecord:
         stream_id, version, epoch = row[0], row[1], row[10]
+        if cached is not None and cached.created_at != row[7]:  # deleted (retention) and made again since
+            cached = None
         if cached is not None and cached.version == version:
             return cached
         with self._reading() as execute:
@@ -241,7 +278,7 @@ class SqliteStore(SqlStore):
             )
             execute(
                 "DELETE FROM stream_events WHERE stream_id = ? AND seq < ?",
-                (e.stream_id, record.history_next - MAX_STATE_EVENTS),
+                (e.stream_id, history_start(record)),
             )
             if change.frozen_changed:
                 execute("DELETE FROM frozen_events WHERE stream_id = ?", (e.stream_id,))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
 from driftlock.incident_rule import IncidentState
+from driftlock.service.console_sessions import ConsoleSessionStore, MemoryConsoleSessions
 from driftlock.service.meta import StreamMeta
 from driftlock.service.shapes import iso
 from driftlock.service.webhooks import MemoryWebhooks, WebhookStore
@@ -71,6 +72,10 @@ class StreamRecord:
     def events_in_memory(self) -> int:
         return len(self.engine.events) + len(self.engine.frozen or ())
 
+    def bytes_in_memory(self) -> int:
+        """The bytes of its events (history and frozen baseline), which is what grows with large events."""
+        return sum(map(len, self.engine.events)) + sum(map(len, self.engine.frozen or ()))
+
 
 @dataclass
 class Commit:
@@ -79,6 +84,7 @@ class Commit:
     record: StreamRecord
     appended: int = 0  # newest history events to write
     rewrite_history: bool = False  # the history was replaced (a thaw that forgets)
+    trimmed: bool = False  # the oldest history events went past the stream's byte budget (a new history epoch)
     frozen_changed: bool = False
     anomalies: list[dict[str, Any]] = field(default_factory=list)  # new anomaly records
     incidents: list[dict[str, Any]] = field(default_factory=list)  # incident rows to write
@@ -117,10 +123,19 @@ class Store(Protocol):
     ) -> tuple[list[dict[str, Any]], int]: ...
     def get_incident(self, incident_id: str) -> dict[str, Any] | None: ...
     def timeline(self, stream_id: str, since: float) -> tuple[list[tuple[int, int]], list[tuple[Any, ...]]]: ...
+    def expire(self, before: float, *, batch: int = 500) -> dict[str, int] | None:
+        """Delete what is older than ``before`` (epoch seconds): anomalies (not of an open incident) and their
+        feedback, resolved incidents, detections, per-minute counts, and streams idle since then (without an
+        open incident), in transactions of at most ``batch`` rows. The counts deleted, or None when another
+        process is sweeping (one at a time)."""
+        ...
+
     def ping(self) -> None: ...
     def close(self) -> None: ...
     @property
     def webhooks(self) -> WebhookStore: ...  # the console's webhooks (service/webhooks.py)
+    @property
+    def console_sessions(self) -> ConsoleSessionStore: ...  # service/console_sessions.py
 
 
 def stream_summary(record: StreamRecord) -> dict[str, Any]:
@@ -142,15 +157,17 @@ def stream_summary(record: StreamRecord) -> dict[str, Any]:
 
 class RecordCache:
     """A bounded, thread-safe LRU of stream records in front of a store, bounded by the events held
-    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline)
-    and by the records held (about 2 KB each even with few events)."""
+    (any client can name new streams; a record holds up to baseline + window events and a frozen baseline),
+    by their bytes (events may be large) and by the records held (about 2 KB each even with few events)."""
 
-    def __init__(self, max_events: int = 200_000, max_records: int = 4096) -> None:
+    def __init__(self, max_events: int = 200_000, max_records: int = 4096, max_bytes: int = 256 << 20) -> None:
         self.max_events = max_events
         self.max_records = max_records
+        self.max_bytes = max_bytes
         self._records: OrderedDict[str, StreamRecord] = OrderedDict()
-        self._sizes: dict[str, int] = {}  # events counted when each record was put (a record grows in place)
+        self._sizes: dict[str, tuple[int, int]] = {}  # (events, bytes) when each record was put (it grows in place)
         self._events = 0
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, stream_id: str) -> StreamRecord | None:
@@ -161,20 +178,33 @@ class RecordCache:
             return record
 
     def put(self, record: StreamRecord) -> None:
+        size = (record.events_in_memory(), record.bytes_in_memory())
         with self._lock:
             self._records.pop(record.stream_id, None)
-            self._events -= self._sizes.pop(record.stream_id, 0)
-            size = self._sizes[record.stream_id] = record.events_in_memory()
+            self._forget(record.stream_id)
+            self._sizes[record.stream_id] = size
             self._records[record.stream_id] = record
-            self._events += size
-            while (self._events > self.max_events or len(self._records) > self.max_records) and len(self._records) > 1:
+            self._events += size[0]
+            self._bytes += size[1]
+            while (
+                self._events > self.max_events or self._bytes > self.max_bytes or len(self._records) > self.max_records
+            ) and len(self._records) > 1:
                 evicted, _ = self._records.popitem(last=False)
-                self._events -= self._sizes.pop(evicted, 0)
+                self._forget(evicted)
+
+    def _forget(self, stream_id: str) -> None:
+        events, size = self._sizes.pop(stream_id, (0, 0))
+        self._events -= events
+        self._bytes -= size
 
     def drop(self, stream_id: str) -> None:
         with self._lock:
             self._records.pop(stream_id, None)
-            self._events -= self._sizes.pop(stream_id, 0)
+            self._forget(stream_id)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._records)
@@ -245,6 +275,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._stream_locks: dict[str, threading.Lock] = {}
         self.webhooks = MemoryWebhooks()
+        self.console_sessions = MemoryConsoleSessions()
 
     @contextmanager
     def session(self, stream_id: str, cached: StreamRecord | None = None) -> Iterator[StreamSession]:
@@ -324,6 +355,44 @@ class MemoryStore:
         minutes = sorted((m, n) for m, n in self._minutes.get(stream_id, {}).items() if m * 60 >= since)
         detections = [d for d in self._timeline.get(stream_id, ()) if d[0] >= since]
         return minutes, detections
+
+    def expire(self, before: float, *, batch: int = 500) -> dict[str, int] | None:
+        counts = dict.fromkeys(("anomalies", "feedback", "incidents", "detections", "minutes", "streams"), 0)
+        with self._lock:
+            open_ids = {i["id"] for i in self._incidents.values() if i["status"] == "open"}
+            for anomaly_id, a in list(self._anomalies.items()):
+                if a["detected_ts"] < before and a.get("incident_id") not in open_ids:
+                    del self._anomalies[anomaly_id]
+                    counts["anomalies"] += 1
+                    counts["feedback"] += len(self._feedback.pop(anomaly_id, ()))
+            for incident_id, i in list(self._incidents.items()):
+                if i["status"] == "resolved" and float(i.get("resolved_ts") or i["opened_ts"]) < before:
+                    del self._incidents[incident_id]
+                    counts["incidents"] += 1
+            for timeline in self._timeline.values():
+                while timeline and timeline[0][0] < before:
+                    timeline.popleft()
+                    counts["detections"] += 1
+            for minutes in self._minutes.values():
+                for minute in [m for m in minutes if m < int(before // 60)]:  # minutes over before it
+                    del minutes[minute]
+                    counts["minutes"] += 1
+            idle = [
+                sid
+                for sid, r in self._streams.items()
+                if (r.engine.last_event_at or r.created_at) < before and r.incident.open is None
+            ]
+        for stream_id in idle:
+            # under the stream's lock: no call is between its read and its commit
+            with self.session(stream_id), self._lock:
+                record = self._streams.get(stream_id)
+                if record is None or (record.engine.last_event_at or record.created_at) >= before:
+                    continue
+                del self._streams[stream_id]
+                self._timeline.pop(stream_id, None)
+                self._minutes.pop(stream_id, None)
+                counts["streams"] += 1
+        return counts
 
     def ping(self) -> None:
         return None

@@ -19,17 +19,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from driftlock.engine.tokenize import event_bytes
+from driftlock.service.budgets import human_bytes
 from driftlock.service.errors import ApiError, InvalidArgument, ServiceError
 from driftlock.vocabulary import ANOMALY_STATUSES, FEEDBACK_TYPES
 
 __all__ = [
     "DEFAULT_STREAM",
+    "MAX_DEMO_BYTES",
     "MAX_DEMO_EVENTS",
+    "MAX_DEMO_EVENT_BYTES",
+    "MAX_DEMO_PERMUTATIONS",
     "MAX_DEPTH",
     "MAX_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_MUTE_SECONDS",
     "MAX_STREAM_ID",
+    "MIN_DEMO_HOP",
     "EventError",
     "anchor_request",
     "anomaly_filter_request",
@@ -47,12 +52,23 @@ __all__ = [
 MAX_DEPTH = 64
 """Levels of arrays and objects in one body (the body's own object is the first)."""
 MAX_EVENT_BYTES = 1 << 20
-"""One event, serialized as the engine keeps it (1 MiB, as the reference server's limit)."""
+"""One event, serialized as the engine keeps it (1 MiB, as the reference server's limit); ``driftlock serve``
+keeps less (:class:`~driftlock.service.budgets.Budgets`)."""
 MAX_STREAM_ID = 200
 DEFAULT_STREAM = "default"
 MAX_EVENTS = 1000
 """Events in one detect call."""
 MAX_DEMO_EVENTS = 200
+"""Events in one demo call. The demo needs no key, so it accepts less than detect (one 21 KB request with 10,000
+permutations and hop_size 1 once cost 6 s of CPU):"""
+MAX_DEMO_EVENT_BYTES = 4 * 1024
+"""bytes of one demo event once serialized,"""
+MAX_DEMO_BYTES = 64 * 1024
+"""bytes of a demo call's events in all,"""
+MIN_DEMO_HOP = 5
+"""the smallest hop_size (detections per event),"""
+MAX_DEMO_PERMUTATIONS = 300
+"""and permutations per detection (detect's cap, which detect applies silently and the demo refuses past)."""
 MAX_MUTE_SECONDS = 30 * 86_400
 PROFILE_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled")
 
@@ -191,9 +207,18 @@ def stream_id(value: Any) -> str:
     return value
 
 
-def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[bytes]:
-    """Each event as the engine keeps it; EventError (too large past :data:`MAX_EVENT_BYTES`) names the event."""
+def encoded_events(
+    events: Sequence[Any],
+    *,
+    tokenizer: bool = True,
+    max_bytes: int = MAX_EVENT_BYTES,
+    total_bytes: int | None = None,
+    where: str = " (driftlock serve --max-event-bytes)",
+) -> list[bytes]:
+    """Each event as the engine keeps it; EventError (too large past ``max_bytes``, or past ``total_bytes``
+    for the batch) names the event, and the limit (``where`` says whose)."""
     encoded = []
+    total = 0
     for index, event in enumerate(events):
         try:
             data = event_bytes(event, tokenizer=tokenizer)
@@ -201,11 +226,19 @@ def encoded_events(events: Sequence[Any], *, tokenizer: bool = True) -> list[byt
             raise EventError(index, _SURROGATE_HINT) from None
         except RecursionError:
             raise EventError(index, f"is nested deeper than {MAX_DEPTH} levels of arrays and objects") from None
-        if len(data) > MAX_EVENT_BYTES:
+        if len(data) > max_bytes:
             raise EventError(
                 index,
-                f"is {len(data)} bytes once serialized; the limit is {MAX_EVENT_BYTES} bytes (1 MiB) per event: "
-                "send less of it",
+                f"is {len(data)} bytes once serialized; the limit is {max_bytes} bytes ({human_bytes(max_bytes)}) per "
+                f"event{where}: send less of it",
+                too_large=True,
+            )
+        total += len(data)
+        if total_bytes is not None and total > total_bytes:
+            raise EventError(
+                index,
+                f"takes the batch to {total} bytes once serialized; the limit is {total_bytes} bytes "
+                f"({human_bytes(total_bytes)}) per request{where}: send fewer or smaller events",
                 too_large=True,
             )
         if (b"NaN" in data or b"Infinity" in data) and not _is_json(data):

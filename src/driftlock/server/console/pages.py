@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,11 +24,13 @@ from driftlock.server.console.auth import (
     Session,
     SessionSigner,
     SignInLimiter,
+    cross_origin_message,
     loopback_host,
     same_origin,
 )
 from driftlock.server.console.integrations import WebhookConsole, integration_routes
 from driftlock.server.metrics import Metrics
+from driftlock.service.console_sessions import ConsoleSessionStore, SharedSecret
 from driftlock.service.errors import ApiError, ServiceError
 from driftlock.vocabulary import FEEDBACK_TYPES, INCIDENT_STATUSES
 
@@ -180,21 +183,27 @@ def console_routes(
     service: ConsoleService,
     *,
     api_keys: Sequence[str],
-    secret: bytes,
+    secret: bytes | SharedSecret,
+    sessions: ConsoleSessionStore | None = None,
     metrics: Metrics | None = None,
     session_max_age: int = 12 * 3600,
     webhooks: WebhookConsole | None = None,
+    throttle: SignInLimiter | None = None,
 ) -> list[BaseRoute]:
     """The console's routes, to mount at ``/`` beside the API's (``/v1``, ``/api``, ``/healthz``, ...).
 
     With ``api_keys`` every page and action needs a session (sign in at ``/sign-in`` with one of the keys);
     without, the server is loopback-only and so is the console (the ``Host`` must be a loopback name).
-    ``secret`` signs session cookies and CSRF tokens (32 random bytes per process is fine: a restart signs
-    everyone out). ``metrics`` (a :class:`~driftlock.server.metrics.Metrics`) counts refused sign-ins.
+    ``secret`` signs session cookies and CSRF tokens: one for every process and replica (the store's
+    :class:`~driftlock.service.console_sessions.SharedSecret`, or the operator's ``--console-secret``), else a
+    cookie from one process is refused by the others. ``sessions`` (the store's session table) makes sign-out
+    revoke a session in every process. ``metrics`` (a :class:`~driftlock.server.metrics.Metrics`) counts
+    refused sign-ins.
     ``webhooks`` (the notifier) adds the Integrations page (:mod:`~driftlock.server.console.integrations`).
     """
-    signer = SessionSigner(api_keys, secret, max_age=session_max_age)
-    limiter = SignInLimiter()
+    signer = SessionSigner(api_keys, secret, max_age=session_max_age, sessions=sessions)
+    headers = {**SECURITY_HEADERS, "X-Driftlock-Pid": str(os.getpid())}  # which worker answered, as the API says
+    limiter = throttle if throttle is not None else SignInLimiter()  # the API's failure throttle (server/access.py)
     env = _environment()
 
     def render(
@@ -209,7 +218,7 @@ def console_routes(
             path=request.url.path,
             **context,
         )
-        return HTMLResponse(html, status_code=http_status, headers=SECURITY_HEADERS)
+        return HTMLResponse(html, status_code=http_status, headers=headers)
 
     def refused(request: Request, status: int, message: str, session: Session | None = None) -> HTMLResponse:
         return render(request, "error.html", http_status=status, session=session, status_code=status, message=message)
@@ -225,8 +234,9 @@ def console_routes(
             secure=request.url.scheme == "https",
         )
 
-    def current(request: Request) -> Session | None:
-        return signer.load(request.cookies.get(COOKIE))
+    async def current(request: Request) -> Session | None:
+        cookie = request.cookies.get(COOKIE)
+        return await run_in_threadpool(signer.load, cookie) if cookie else None  # the store's session table
 
     Handler = Callable[[Request, Session], Awaitable[Response]]
 
@@ -234,15 +244,16 @@ def console_routes(
         async def endpoint(request: Request) -> Response:
             if signer.open and not loopback_host(request):
                 return refused(request, 403, "This console answers only on a loopback address.")
-            session = current(request)
+            found = await current(request)
             fresh = None
-            if session is None:
-                if not signer.open:
-                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                    return RedirectResponse(
-                        "/sign-in?" + urlencode({"next": target}), status_code=303, headers=SECURITY_HEADERS
-                    )
-                fresh, session = signer.issue(OPEN)
+            session: Session
+            if found is not None:
+                session = found
+            elif signer.open:
+                fresh, session = await run_in_threadpool(signer.issue, OPEN)  # the secret may be re-read
+            else:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse("/sign-in?" + urlencode({"next": target}), status_code=303, headers=headers)
             try:
                 response = await handler(request, session)
             except _Refused as exc:
@@ -262,11 +273,11 @@ def console_routes(
         async def endpoint(request: Request) -> Response:
             if signer.open and not loopback_host(request):
                 return refused(request, 403, "This console answers only on a loopback address.")
-            session = current(request)
+            session = await current(request)
             if session is None:
                 return refused(request, 403, "Sign in first: this action needs a console session.")
             if not same_origin(request):
-                return refused(request, 403, "Refused: the form was not sent from this console.", session)
+                return refused(request, 403, cross_origin_message(request, "the form"), session)
             try:
                 fields = await _form(request)
                 if not signer.csrf_ok(session, fields.get("csrf")):
@@ -279,7 +290,7 @@ def console_routes(
                 if status is None:
                     raise
                 return refused(request, status, _message_of(exc), session)
-            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+            return RedirectResponse(target, status_code=303, headers=headers)
 
         return endpoint
 
@@ -287,22 +298,25 @@ def console_routes(
 
     async def sign_in_page(request: Request) -> Response:
         target = _local_path(request.query_params.get("next"))
-        if signer.open or current(request) is not None:
-            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        if signer.open or await current(request) is not None:
+            return RedirectResponse(target, status_code=303, headers=headers)
         return render(request, "sign_in.html", next=target, error=None)
 
     async def sign_in(request: Request) -> Response:
         if not same_origin(request):
-            return refused(request, 403, "Refused: the sign-in form was not sent from this console.")
+            return refused(request, 403, cross_origin_message(request, "the sign-in form"))
         try:
             form = await _form(request)
         except _Refused as exc:
             return refused(request, exc.status, exc.message)
         target = _local_path(form.get("next") or "/")
         if signer.open:
-            return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+            return RedirectResponse(target, status_code=303, headers=headers)
         client = request.client.host if request.client else "unknown"
-        if limiter.blocked(client):
+        # first: others' failures never lock out the key
+        fingerprint = await run_in_threadpool(signer.check_key, form.get("api_key") or "")
+        if fingerprint is None and limiter.blocked(client):
+            limiter.failed(client)
             return render(
                 request,
                 "sign_in.html",
@@ -310,19 +324,18 @@ def console_routes(
                 next=target,
                 error="Too many failed sign-ins; wait a few minutes.",
             )
-        fingerprint = signer.check_key(form.get("api_key") or "")
         if fingerprint is None:
             limiter.failed(client)
             if metrics is not None:
                 metrics.console_sign_in_failures.inc()
             return render(request, "sign_in.html", http_status=401, next=target, error="That key is not accepted here.")
-        value, _ = signer.issue(fingerprint)
-        response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        value, _ = await run_in_threadpool(signer.issue, fingerprint)
+        response = RedirectResponse(target, status_code=303, headers=headers)
         set_cookie(request, response, value)
         return response
 
     async def sign_out(request: Request) -> Response:
-        session = current(request)
+        session = await current(request)
         if session is not None:
             try:
                 token = (await _form(request)).get("csrf") if same_origin(request) else None
@@ -330,7 +343,8 @@ def console_routes(
                 token = None
             if not signer.csrf_ok(session, token):
                 return refused(request, 403, "Refused: the form's token is missing or stale.", session)
-        response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
+            await run_in_threadpool(signer.revoke, session)  # signed out in every process, not only this browser
+        response = RedirectResponse("/sign-in", status_code=303, headers=headers)
         response.delete_cookie(COOKIE, path="/")
         return response
 
