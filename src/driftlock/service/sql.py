@@ -398,19 +398,20 @@ class SqlStore:
                             f"{self.NO_OPEN_INCIDENT} AND {self.RETENTION_SECONDS} IS NULL LIMIT ?",
                             (before, batch),
                         ).fetchall()
-                    deleted = sum(self._delete_stream(row[0], before) for row in rows)
+                    deleted = sum(self._delete_stream(row[0], before, own=False) for row in rows)
                     counts["streams"] += deleted
                     if len(rows) < batch or not deleted:  # (a stream written since its read stays: no loop on it)
                         break
             for stream_id, cut in overrides:
-                counts["streams"] += self._delete_stream(stream_id, cut)
+                counts["streams"] += self._delete_stream(stream_id, cut, own=True)
         return counts
 
-    def _delete_stream(self, stream_id: str, before: float) -> int:
+    def _delete_stream(self, stream_id: str, before: float, *, own: bool) -> int:
+        """Delete an idle stream, if it still is (and still has, or has not, its own retention: ``own``)."""
         with self._deleting_stream(stream_id) as execute:
             gone = execute(
                 "DELETE FROM streams WHERE stream_id = ? AND coalesce(last_event_at, created_at, 0) < ? AND "
-                f"{self.NO_OPEN_INCIDENT}",
+                f"{self.NO_OPEN_INCIDENT} AND {self.RETENTION_SECONDS} IS {'NOT NULL' if own else 'NULL'}",
                 (stream_id, before),
             ).rowcount
             if gone:

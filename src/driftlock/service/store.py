@@ -400,7 +400,11 @@ class MemoryStore:
             # under the stream's lock: no call is between its read and its commit
             with self.session(stream_id), self._lock:
                 record = self._streams.get(stream_id)
-                if record is None or not older(record.engine.last_event_at or record.created_at, stream_id):
+                if record is None:
+                    continue
+                cut = retention_cutoff(record.meta, at)  # as it is now (a PATCH may have changed it)
+                cut = before if cut is None else cut
+                if cut is None or (record.engine.last_event_at or record.created_at) >= cut:
                     continue
                 del self._streams[stream_id]
                 self._timeline.pop(stream_id, None)
