@@ -159,6 +159,56 @@ def test_retention_deletes_old_anomalies_incidents_counts_and_idle_streams(tmp_p
         assert execute("SELECT count(*) FROM stream_events WHERE stream_id = 'old'").fetchone()[0] == 0
 
 
+def test_a_streams_profile_sets_its_own_retention(tmp_path: Path) -> None:
+    """``PATCH /v1/streams/{id}/profile`` with ``retention_seconds``: a bad value is a 400 naming the field; a
+    stream with an hour keeps its rows past the server's 4 s while another's go; back to null, its rows go."""
+    db = tmp_path / "own.sqlite3"
+    with running_server(db, "--retention", "4s") as srv:
+
+        def patch(stream: str, body: Any) -> httpx.Response:
+            return httpx.patch(f"{srv.url}/v1/streams/{stream}/profile", json=body, timeout=30)
+
+        for bad in (59, 10 * 365 * 86400 + 1, 600.5, "1h", True):
+            error = error_of(patch("kept", {"retention_seconds": bad}), 400)
+            assert "retention_seconds must be an integer from 60 to 315360000" in error["message"], error
+        answer = patch("kept", {"retention_seconds": 3600})
+        assert answer.status_code == 200 and answer.json()["retention_seconds"] == 3600
+        for seed, stream in ((1, "kept"), (2, "plain")):
+            assert srv.post("/v1/detect", json={"stream_id": stream, "events": anomalous_batch(seed)}).json()[
+                "anomalies"
+            ]
+        assert srv.get("/v1/streams/plain/profile").json()["retention_seconds"] is None
+
+        def anomalies(stream: str) -> int:
+            total: int = srv.get("/v1/anomalies", params={"stream_id": stream}).json()["total"]
+            return total
+
+        wait_for(
+            lambda: srv.get("/v1/streams/plain").status_code == 404 and anomalies("plain") == 0,
+            timeout=60,
+            interval=0.5,
+            message="the stream under the server's retention to expire",
+        )
+        # a stream made after "kept" also expires: sweeps went past kept's age, and kept is all there
+        srv.post("/v1/detect", json={"stream_id": "later", "events": [{"route": "/later"}]})
+        wait_for(
+            lambda: srv.get("/v1/streams/later").status_code == 404,
+            timeout=60,
+            interval=0.5,
+            message="a stream newer than the one with an hour to expire",
+        )
+        assert srv.get("/v1/streams/kept").status_code == 200 and anomalies("kept") > 0
+        assert srv.get("/v1/streams/kept/profile").json()["retention_seconds"] == 3600
+        answer = patch("kept", {"retention_seconds": None})  # back to the server's: its rows go
+        assert answer.status_code == 200 and answer.json()["retention_seconds"] is None
+        wait_for(
+            lambda: srv.get("/v1/streams/kept").status_code == 404 and anomalies("kept") == 0,
+            timeout=60,
+            interval=0.5,
+            message="the stream back under the server's retention to expire",
+        )
+
+
 def _epoch(text: str) -> float:
     from datetime import datetime
 
@@ -286,3 +336,45 @@ def test_expire_deletes_what_is_older_and_keeps_what_is_not(store: Store) -> Non
     info = second.stream_info("old")
     assert info is not None and info["events_ingested"] == 2
     assert store.expire(cut - 60) == dict.fromkeys(counts, 0)  # nothing left that is older
+
+
+def test_expire_applies_each_streams_own_retention(store: Store) -> None:
+    """A stream's profile ``retention_seconds`` overrides ``--retention`` for its rows and its idleness, both
+    ways: shorter is swept sooner, longer is kept past the server's cutoff; ``forever`` sweeps only overrides."""
+    service = Service(store)
+    for seed, stream in enumerate(("short", "plain", "long"), start=1):
+        service.detect(stream, anomalous_batch(seed))
+        for incident in service.list_incidents(stream)["incidents"]:
+            service.resolve_incident(incident["id"])
+        assert service.list_anomalies(AnomalyFilter(stream_id=stream))["total"] > 0
+    service.update_profile("short", {"retention_seconds": 60})
+    service.update_profile("long", {"retention_seconds": 10 * 365 * 86400})
+    assert service.get_profile("long")["retention_seconds"] == 10 * 365 * 86400
+    had = service.list_incidents("short")["total"]  # resolved (whether the rule opened one is the rule's)
+    now = time.time()
+
+    def kept(stream: str) -> bool:
+        return (
+            service.stream_info(stream) is not None
+            and service.list_anomalies(AnomalyFilter(stream_id=stream))["total"] > 0
+        )
+
+    # two minutes on, under a global retention of an hour: only the stream with a minute's retention goes
+    counts = store.expire(now - 3600, batch=7, now=now + 120)
+    assert counts is not None and counts["anomalies"] > 0 and counts["detections"] > 0 and counts["streams"] == 1
+    assert counts["minutes"] > 0 and counts["incidents"] >= had
+    assert (
+        service.stream_info("short") is None and service.list_anomalies(AnomalyFilter(stream_id="short"))["total"] == 0
+    )
+    assert service.list_incidents("short")["total"] == 0
+    assert kept("plain") and kept("long")
+    # everything past the global cutoff: the plain stream goes, the one with ten years stays
+    counts = store.expire(now + 1, batch=7, now=now + 1)
+    assert counts is not None and counts["streams"] == 1
+    assert service.stream_info("plain") is None and kept("long")
+    # --retention forever: only streams with their own retention are swept
+    service.detect("plain", [{"route": "/again"}])
+    counts = store.expire(None, batch=7, now=now + 10 * 365 * 86400 + 120)
+    assert counts is not None and counts["streams"] == 1
+    assert service.stream_info("long") is None and service.list_anomalies(AnomalyFilter(stream_id="long"))["total"] == 0
+    assert service.stream_info("plain") is not None

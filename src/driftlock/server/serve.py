@@ -79,8 +79,9 @@ def build_app(settings: ServeSettings) -> Starlette:
     from driftlock.service.retention import Retention
 
     service = build_service(settings.db, settings.budgets)
-    if settings.budgets.retention is not None:  # every process runs one; the store lets one sweep at a time
-        Retention(service.store, settings.budgets.retention).start()
+    # every process runs one; the store lets one sweep at a time (with --retention forever it sweeps only the
+    # streams whose profile sets their own retention_seconds)
+    Retention(service.store, settings.budgets.retention).start()
     # the --notify webhooks and the console's (in the store, shared by every process)
     notifier = Notifier(settings.notify, settings.webhook_secret, store=service.store, console_url=settings.url)
     secret = check_secret(settings.console_secret) if settings.console_secret is not None else None

@@ -12,6 +12,7 @@ ever deleted. :class:`Budgets` bounds each of them; ``driftlock serve`` takes th
 - ``excerpt_bytes``: what an anomaly keeps of its event (:func:`excerpt`).
 - ``retention``: anomalies, incidents, detections, per-minute counts, feedback and idle streams older
   than this are deleted in the background (:mod:`driftlock.service.retention`); None keeps them forever.
+  A stream's profile ``retention_seconds`` overrides it for that stream.
 """
 
 from __future__ import annotations

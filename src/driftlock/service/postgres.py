@@ -160,6 +160,7 @@ class PostgresStore(SqlStore):
     ROW_ID = "ctid"
     RESOLVED_TS = "(record->>'resolved_ts')::float8"
     NO_OPEN_INCIDENT = "incident->>'open' IS NULL"
+    RETENTION_SECONDS = "(meta->>'retention_seconds')"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         self.url = url

@@ -10,7 +10,9 @@ What ``meta`` holds (JSON, changed only under the stream's lock):
 * ``profile``: ``sensitive`` | ``balanced`` | ``strict`` | ``custom`` (absent: ``balanced``);
 * ``custom``: the custom profile's settings, ``{ncd_threshold, p_value_threshold, baseline_size,
   window_size, hop_size, permutation_count}``;
-* ``auto_tune_enabled``, ``adaptive_window_enabled``: booleans (absent: false).
+* ``auto_tune_enabled``, ``adaptive_window_enabled``: booleans (absent: false);
+* ``retention_seconds``: the stream's own retention (absent: the server's ``--retention``), which the
+  retention sweep applies to the stream's rows (:mod:`.retention`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from driftlock.engine.settings import PROFILES, DetectionSettings, SettingsError, resolve_settings
 from driftlock.service import adaptive
-from driftlock.service.meta import StreamMeta
+from driftlock.service.meta import StreamMeta, retention_override
 
 __all__ = [
     "CUSTOM_FIELDS",
@@ -114,6 +116,7 @@ def profile_view(meta: Mapping[str, Any]) -> dict[str, Any]:
         "profile": profile_name(meta),
         "auto_tune_enabled": bool(meta.get("auto_tune_enabled", False)),
         "adaptive_window_enabled": bool(meta.get("adaptive_window_enabled", False)),
+        "retention_seconds": retention_override(meta),  # None: the server's --retention
         "current_thresholds": {
             "ncd_threshold": settings.ncd_threshold,
             "pvalue_threshold": settings.p_value_threshold,
@@ -138,6 +141,14 @@ def patch_profile(meta: StreamMeta, fields: Mapping[str, Any]) -> list[str]:
         meta["adaptive_window_enabled"] = bool(fields["adaptive_window_enabled"])
         meta.pop("adaptive", None)  # chosen again from the next batch
         said.append(f"adaptive_window_enabled {'on' if fields['adaptive_window_enabled'] else 'off'}")
+    if "retention_seconds" in fields:
+        seconds = fields["retention_seconds"]
+        if seconds is None:
+            meta.pop("retention_seconds", None)
+            said.append("retention_seconds the server's")
+        else:
+            meta["retention_seconds"] = int(seconds)
+            said.append(f"retention_seconds {int(seconds)}")
     return said
 
 

@@ -5,7 +5,9 @@ process at a time go on (SQLite: a file lock beside the database; PostgreSQL: an
 one replica's connection), and the others skip that sweep. The store deletes in transactions of a
 bounded number of rows (:meth:`~driftlock.service.store.Store.expire`), so calls are never held up by a
 long delete, and an idle stream is deleted under its own lock, so no call is between its read and its
-commit. A sweep that fails (the database is down) is logged and tried again at the next one.
+commit. A stream's profile may set its own ``retention_seconds``: its rows and its idleness are judged by
+that instead (longer or shorter), and with ``--retention forever`` only such streams are swept. A sweep that
+fails (the database is down) is logged and tried again at the next one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ __all__ = ["Retention", "sweep_interval"]
 logger = logging.getLogger("driftlock.server")
 
 
+FOREVER_SWEEP = 1200.0
+"""With ``--retention forever``, sweep as for 20 minutes' retention (every minute): streams with their own
+``retention_seconds`` (at least 60) are still swept."""
+
+
 def sweep_interval(retention: float) -> float:
     """A twentieth of the retention, from 1 s to 5 min: rows live at most about 5% past it."""
     return min(300.0, max(1.0, retention / 20))
@@ -31,7 +38,7 @@ class Retention:
     def __init__(
         self,
         store: Store,
-        retention: float,
+        retention: float | None,
         *,
         interval: float | None = None,
         batch: int = 500,
@@ -39,7 +46,8 @@ class Retention:
     ) -> None:
         self.store = store
         self.retention = retention
-        self.interval = interval if interval is not None else sweep_interval(retention)
+        # forever: only streams with their own retention (at least a minute) are swept
+        self.interval = interval if interval is not None else sweep_interval(retention or FOREVER_SWEEP)
         self.batch = batch
         self.clock = clock
         self.sweeps = 0  # sweeps this process ran (others' are skipped)
@@ -49,7 +57,9 @@ class Retention:
 
     def sweep(self) -> dict[str, int] | None:
         """One sweep now: the counts deleted, or None when another process is sweeping."""
-        counts = self.store.expire(self.clock() - self.retention, batch=self.batch)
+        now = self.clock()
+        before = None if self.retention is None else now - self.retention
+        counts = self.store.expire(before, batch=self.batch, now=now)
         if counts is not None:
             self.sweeps += 1
             for what, n in counts.items():

@@ -307,77 +307,111 @@ class SqlStore:
         """A write transaction under the stream's lock, so no call on it is between its read and its commit."""
         raise NotImplementedError
 
-    def _expiry(self, before: float) -> list[tuple[str, str, tuple[Any, ...]]]:
-        """(what, statement, arguments) of each batch: ``?`` last is the batch size."""
-        order = self.INSERTION_ORDER
+    RETENTION_SECONDS = "json_extract(meta, '$.retention_seconds')"
+    """A ``streams`` row's own retention (``meta.retention_seconds``), NULL when it follows ``--retention``."""
+
+    def _expiry(self, before: float, scope: str, scope_args: tuple[Any, ...]) -> list[tuple[str, str, tuple[Any, ...]]]:
+        """(what, statement, arguments) of each batch over the streams ``scope`` selects (``AND ...``, with
+        ``scope_args``): ``?`` last is the batch size."""
         return [
             (
                 "anomalies",
                 "DELETE FROM anomalies WHERE id IN (SELECT id FROM anomalies WHERE detected_ts < ? AND "
                 "(incident_id IS NULL OR incident_id NOT IN (SELECT id FROM incidents WHERE status = 'open')) "
-                "LIMIT ?)",
-                (before,),
-            ),
-            (
-                "feedback",
-                f"DELETE FROM feedback WHERE {order} IN (SELECT f.{order} FROM feedback f "
-                "LEFT JOIN anomalies a ON a.id = f.anomaly_id WHERE a.id IS NULL LIMIT ?)",
-                (),
+                f"{scope} LIMIT ?)",
+                (before, *scope_args),
             ),
             (
                 "incidents",
                 "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE status = 'resolved' AND "
-                f"opened_ts < ? AND coalesce({self.RESOLVED_TS}, opened_ts) < ? LIMIT ?)",
-                (before, before),
+                f"opened_ts < ? AND coalesce({self.RESOLVED_TS}, opened_ts) < ? {scope} LIMIT ?)",
+                (before, before, *scope_args),
             ),
             (
                 "detections",
                 f"DELETE FROM detections WHERE {self.ROW_ID} IN (SELECT {self.ROW_ID} FROM detections WHERE at < ? "
-                "LIMIT ?)",
-                (before,),
+                f"{scope} LIMIT ?)",
+                (before, *scope_args),
             ),
             (
                 "minutes",
                 "DELETE FROM stream_minutes WHERE (stream_id, minute) IN (SELECT stream_id, minute FROM stream_minutes "
-                "WHERE minute < ? LIMIT ?)",
-                (int(before // 60),),
+                f"WHERE minute < ? {scope} LIMIT ?)",
+                (int(before // 60), *scope_args),
             ),
         ]
 
-    def expire(self, before: float, *, batch: int = 500, max_batches: int = 200) -> dict[str, int] | None:
-        """See :meth:`driftlock.service.store.Store.expire`. At most ``max_batches`` transactions a kind; the
-        next sweep goes on where this one stopped."""
+    def expire(
+        self, before: float | None, *, batch: int = 500, now: float | None = None, max_batches: int = 200
+    ) -> dict[str, int] | None:
+        """See :meth:`driftlock.service.store.Store.expire`. At most ``max_batches`` transactions a kind (and
+        as many pages of streams with their own retention); the next sweep goes on where this one stopped."""
+        at = time.time() if now is None else now
         with self._sweeping() as writing:
             if writing is None:
                 return None
-            counts: dict[str, int] = {}
-            for what, statement, args in self._expiry(before):
-                counts[what] = 0
+            counts = dict.fromkeys(("anomalies", "feedback", "incidents", "detections", "minutes", "streams"), 0)
+
+            def run(statement: str, args: tuple[Any, ...]) -> int:
+                deleted = 0
                 for _ in range(max_batches):
                     with writing() as execute:
-                        deleted = max(0, execute(statement, (*args, batch)).rowcount)
-                    counts[what] += deleted
-                    if deleted < batch:
+                        n = max(0, execute(statement, (*args, batch)).rowcount)
+                    deleted += n
+                    if n < batch:
                         break
-            counts["streams"] = 0
+                return deleted
+
+            own = f"SELECT stream_id FROM streams WHERE {self.RETENTION_SECONDS} IS NOT NULL"
+            if before is not None:  # the streams without their own retention: the server's
+                for what, statement, args in self._expiry(before, f"AND stream_id NOT IN ({own})", ()):
+                    counts[what] += run(statement, args)
+            # the streams with their own, each with its cutoff (pages of ``batch`` streams)
+            after = ""
+            overrides: list[tuple[str, float]] = []
             for _ in range(max_batches):
                 with writing() as execute:
                     rows = execute(
-                        "SELECT stream_id FROM streams WHERE coalesce(last_event_at, created_at, 0) < ? AND "
-                        f"{self.NO_OPEN_INCIDENT} LIMIT ?",
-                        (before, batch),
+                        f"SELECT stream_id, {self.RETENTION_SECONDS} FROM streams WHERE {self.RETENTION_SECONDS} IS "
+                        "NOT NULL AND stream_id > ? ORDER BY stream_id LIMIT ?",
+                        (after, batch),
                     ).fetchall()
-                for row in rows:
-                    counts["streams"] += self._delete_stream(row[0], before)
+                for stream_id, seconds in rows:
+                    cut = at - float(seconds)
+                    overrides.append((stream_id, cut))
+                    for what, statement, args in self._expiry(cut, "AND stream_id = ?", (stream_id,)):
+                        counts[what] += run(statement, args)
                 if len(rows) < batch:
                     break
+                after = rows[-1][0]
+            order = self.INSERTION_ORDER
+            counts["feedback"] = run(
+                f"DELETE FROM feedback WHERE {order} IN (SELECT f.{order} FROM feedback f "
+                "LEFT JOIN anomalies a ON a.id = f.anomaly_id WHERE a.id IS NULL LIMIT ?)",
+                (),
+            )
+            if before is not None:
+                for _ in range(max_batches):
+                    with writing() as execute:
+                        rows = execute(
+                            "SELECT stream_id FROM streams WHERE coalesce(last_event_at, created_at, 0) < ? AND "
+                            f"{self.NO_OPEN_INCIDENT} AND {self.RETENTION_SECONDS} IS NULL LIMIT ?",
+                            (before, batch),
+                        ).fetchall()
+                    deleted = sum(self._delete_stream(row[0], before, own=False) for row in rows)
+                    counts["streams"] += deleted
+                    if len(rows) < batch or not deleted:  # (a stream written since its read stays: no loop on it)
+                        break
+            for stream_id, cut in overrides:
+                counts["streams"] += self._delete_stream(stream_id, cut, own=True)
         return counts
 
-    def _delete_stream(self, stream_id: str, before: float) -> int:
+    def _delete_stream(self, stream_id: str, before: float, *, own: bool) -> int:
+        """Delete an idle stream, if it still is (and still has, or has not, its own retention: ``own``)."""
         with self._deleting_stream(stream_id) as execute:
             gone = execute(
                 "DELETE FROM streams WHERE stream_id = ? AND coalesce(last_event_at, created_at, 0) < ? AND "
-                f"{self.NO_OPEN_INCIDENT}",
+                f"{self.NO_OPEN_INCIDENT} AND {self.RETENTION_SECONDS} IS {'NOT NULL' if own else 'NULL'}",
                 (stream_id, before),
             ).rowcount
             if gone:

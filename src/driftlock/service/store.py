@@ -25,7 +25,7 @@ from driftlock.engine.settings import MAX_STATE_EVENTS
 from driftlock.engine.stream import StreamState
 from driftlock.incident_rule import IncidentState
 from driftlock.service.console_sessions import ConsoleSessionStore, MemoryConsoleSessions
-from driftlock.service.meta import StreamMeta
+from driftlock.service.meta import StreamMeta, retention_cutoff
 from driftlock.service.shapes import iso
 from driftlock.service.webhooks import MemoryWebhooks, WebhookStore
 
@@ -123,11 +123,13 @@ class Store(Protocol):
     ) -> tuple[list[dict[str, Any]], int]: ...
     def get_incident(self, incident_id: str) -> dict[str, Any] | None: ...
     def timeline(self, stream_id: str, since: float) -> tuple[list[tuple[int, int]], list[tuple[Any, ...]]]: ...
-    def expire(self, before: float, *, batch: int = 500) -> dict[str, int] | None:
+    def expire(self, before: float | None, *, batch: int = 500, now: float | None = None) -> dict[str, int] | None:
         """Delete what is older than ``before`` (epoch seconds): anomalies (not of an open incident) and their
         feedback, resolved incidents, detections, per-minute counts, and streams idle since then (without an
-        open incident), in transactions of at most ``batch`` rows. The counts deleted, or None when another
-        process is sweeping (one at a time)."""
+        open incident), in transactions of at most ``batch`` rows. A stream whose meta has ``retention_seconds``
+        is swept with its own cutoff, ``now`` (default: the time) minus it, instead; ``before`` None (retention
+        forever) sweeps only such streams. The counts deleted, or None when another process is sweeping (one
+        at a time)."""
         ...
 
     def ping(self) -> None: ...
@@ -356,37 +358,53 @@ class MemoryStore:
         detections = [d for d in self._timeline.get(stream_id, ()) if d[0] >= since]
         return minutes, detections
 
-    def expire(self, before: float, *, batch: int = 500) -> dict[str, int] | None:
+    def expire(self, before: float | None, *, batch: int = 500, now: float | None = None) -> dict[str, int] | None:
         counts = dict.fromkeys(("anomalies", "feedback", "incidents", "detections", "minutes", "streams"), 0)
+        at = time.time() if now is None else now
         with self._lock:
+            own = {sid: retention_cutoff(r.meta, at) for sid, r in self._streams.items()}
+            own = {sid: cut for sid, cut in own.items() if cut is not None}
+
+            def cutoff(stream_id: str) -> float | None:  # the stream's own, else the server's (None: keep)
+                return own.get(stream_id, before)
+
+            def older(ts: float, stream_id: str) -> bool:
+                cut = cutoff(stream_id)
+                return cut is not None and ts < cut
+
             open_ids = {i["id"] for i in self._incidents.values() if i["status"] == "open"}
             for anomaly_id, a in list(self._anomalies.items()):
-                if a["detected_ts"] < before and a.get("incident_id") not in open_ids:
+                if older(a["detected_ts"], a["stream_id"]) and a.get("incident_id") not in open_ids:
                     del self._anomalies[anomaly_id]
                     counts["anomalies"] += 1
                     counts["feedback"] += len(self._feedback.pop(anomaly_id, ()))
             for incident_id, i in list(self._incidents.items()):
-                if i["status"] == "resolved" and float(i.get("resolved_ts") or i["opened_ts"]) < before:
+                if i["status"] == "resolved" and older(float(i.get("resolved_ts") or i["opened_ts"]), i["stream_id"]):
                     del self._incidents[incident_id]
                     counts["incidents"] += 1
-            for timeline in self._timeline.values():
-                while timeline and timeline[0][0] < before:
+            for stream_id, timeline in self._timeline.items():
+                while timeline and older(timeline[0][0], stream_id):
                     timeline.popleft()
                     counts["detections"] += 1
-            for minutes in self._minutes.values():
-                for minute in [m for m in minutes if m < int(before // 60)]:  # minutes over before it
+            for stream_id, minutes in self._minutes.items():
+                cut = cutoff(stream_id)
+                for minute in [m for m in minutes if cut is not None and m < int(cut // 60)]:  # minutes over it
                     del minutes[minute]
                     counts["minutes"] += 1
             idle = [
                 sid
                 for sid, r in self._streams.items()
-                if (r.engine.last_event_at or r.created_at) < before and r.incident.open is None
+                if older(r.engine.last_event_at or r.created_at, sid) and r.incident.open is None
             ]
         for stream_id in idle:
             # under the stream's lock: no call is between its read and its commit
             with self.session(stream_id), self._lock:
                 record = self._streams.get(stream_id)
-                if record is None or (record.engine.last_event_at or record.created_at) >= before:
+                if record is None:
+                    continue
+                cut = retention_cutoff(record.meta, at)  # as it is now (a PATCH may have changed it)
+                cut = before if cut is None else cut
+                if cut is None or (record.engine.last_event_at or record.created_at) >= cut:
                     continue
                 del self._streams[stream_id]
                 self._timeline.pop(stream_id, None)

@@ -70,7 +70,9 @@ MIN_DEMO_HOP = 5
 MAX_DEMO_PERMUTATIONS = 300
 """and permutations per detection (detect's cap, which detect applies silently and the demo refuses past)."""
 MAX_MUTE_SECONDS = 30 * 86_400
-PROFILE_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled")
+PROFILE_FIELDS = ("profile", "auto_tune_enabled", "adaptive_window_enabled", "retention_seconds")
+MIN_RETENTION_SECONDS = 60
+MAX_RETENTION_SECONDS = 10 * 365 * 86400  # ten years
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -361,6 +363,17 @@ def profile_request(body: Any) -> dict[str, Any]:
     for key in ("auto_tune_enabled", "adaptive_window_enabled"):
         if key in body and not isinstance(body[key], bool):
             raise ApiError(400, f"{key} must be true or false, got {body[key]!r}")
+    seconds = body.get("retention_seconds")
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int)
+        or not MIN_RETENTION_SECONDS <= seconds <= MAX_RETENTION_SECONDS
+    ):
+        raise ApiError(
+            400,
+            f"retention_seconds must be an integer from {MIN_RETENTION_SECONDS} to {MAX_RETENTION_SECONDS} (ten "
+            f"years), or null to follow the server's --retention; got {seconds!r}",
+        )
     return dict(body)
 
 
