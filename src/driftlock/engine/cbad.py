@@ -19,6 +19,13 @@ Deliberate differences from the reference, where the documentation leaves room, 
 * The statistic is the largest of the four window sums, each centred and in units of its spread
   (:class:`_MaxStatistic`), so a change that shows in one score is not drowned by the three that
   did not change.
+* Consecutive events of real traffic are not exchangeable: visitors come in sessions, and a
+  window of them varies more than a random relabelling of the pool predicts, so ordinary windows
+  reach p = 0. The statistic is reported in units of its spread under relabelling
+  (``Detection.statistic``); the caller measures how much wider the stream's ordinary windows run
+  (``DetectionSettings.dependence``, a design effect as in cluster sampling) and the test compares
+  the relabellings with the statistic divided by it. On traffic of independent events it is 1 and
+  the test is the plain permutation test.
 * Every branch of the decision rule requires significance (p at or below the threshold): the
   reference's composite branch does not, and windows of varied traffic then pass it on their NCD
   alone, which no calibration of p can bound.
@@ -55,7 +62,7 @@ from driftlock.engine.settings import DetectionSettings
 from driftlock.engine.surprise import field_surprise
 from driftlock.engine.tokenize import coarse
 
-__all__ = ["Detection", "analyse", "compressed_size"]
+__all__ = ["Detection", "analyse", "compressed_size", "inflation"]
 
 CR_DROP = -0.15
 ENTROPY_JUMP = 0.20
@@ -65,6 +72,8 @@ MAX_SLICES = 4
 """Window-sized baseline slices the effect sizes are averaged over (8 gave the same decisions on
 benchmarks/engine.py and benchmarks/quality.py, at half again the cost)."""
 MIN_REPORTED_PERMUTATIONS = 100
+DEPENDENCE_BLOCK = 10
+"""Consecutive events whose sums measure a window's dependence (:func:`inflation`): about a visit."""
 SCORE_SCALE = 1000
 """Combined scores are whole numbers (score × this), so sums compare exactly in any order."""
 EXCEEDANCES = 5
@@ -172,18 +181,40 @@ def pool_scores(reference: Sequence[bytes], pool: Sequence[bytes]) -> list[list[
     return rows or [[0] * len(pool)]
 
 
+def inflation(scores: Sequence[int], block: int = DEPENDENCE_BLOCK) -> float:
+    """How much more a sum of consecutive scores varies than a sum of as many drawn at random (>= 1): the
+    variance of the sums of consecutive blocks of ``block`` scores over ``block`` times the variance of
+    one (the batch-means estimate of a design effect). Visitors come in sessions, so consecutive events
+    of real traffic are alike; a relabelling of the pool ignores that, and a window of ordinary
+    sessions then reaches p = 0. Measured on the pool's events before the window, in order, so the
+    window's own events cannot deflate themselves."""
+    blocks = len(scores) // block
+    if blocks < 4:
+        return 1.0
+    kept = scores[len(scores) - blocks * block :]
+    mean = sum(kept) / len(kept)
+    variance = sum((v - mean) ** 2 for v in kept) / len(kept)
+    if variance <= 0:
+        return 1.0
+    sums = [sum(kept[i * block : (i + 1) * block]) - block * mean for i in range(blocks)]
+    return max(1.0, sum(x * x for x in sums) / blocks / (block * variance))
+
+
 class _MaxStatistic:
     """The permutation test's statistic: the largest of the window's score sums, each centred (a
     max-T statistic, Westfall and Young, 1993). A window differs from its baseline in one respect or
     several: a sum of the four scores lets the ones that did not change drown the one that did (a
     latency spike changes one field and no event's compressed cost); the largest, compared with the
-    largest in each relabelling, keeps the test exact for all four at once."""
+    largest in each relabelling, keeps the test exact for all four at once. The window's own sums are
+    deflated by the dependence of consecutive events (:func:`inflation`), the relabellings' are not:
+    consecutive events are what a relabelling takes apart."""
 
     def __init__(self, rows: list[list[int]], window: int) -> None:
         self.rows = rows
         self.size = len(rows[0])
         self.window = window
         self.offsets = [window * sum(row) for row in rows]
+        self.deflate = [1.0 / math.sqrt(inflation(row[: self.size - window])) for row in rows]
 
     def __call__(self, indices: Sequence[int]) -> int:
         # n·sum − w·total: the sum's excess over its mean, times n, in whole numbers
@@ -194,8 +225,17 @@ class _MaxStatistic:
         sums: list[int] = [sum(pick(row)) for row in self.rows]
         return max(n * total - o for total, o in zip(sums, self.offsets, strict=True))
 
-    def observed(self) -> int:
-        return self(range(self.size - self.window, self.size))
+    def observed(self) -> float:
+        """The window's statistic, each row's excess deflated by the dependence of its events (:func:`inflation`)."""
+        n, last = self.size, range(self.size - self.window, self.size)
+        rows = zip(self.rows, self.offsets, self.deflate, strict=True)
+        return max((n * sum(row[i] for i in last) - o) * d for row, o, d in rows)
+
+    def spread(self) -> float:
+        """The spread of each row's statistic over relabellings (rows are in units of their spread, so
+        all rows share it): n · sqrt(w (n − w) / (n − 1)) × SCORE_SCALE."""
+        n, w = self.size, self.window
+        return n * SCORE_SCALE * math.sqrt(w * (n - w) / max(1, n - 1))
 
     def relabelled(self, rng: random.Random) -> int:
         return self(rng.sample(range(self.size), self.window))
@@ -245,6 +285,7 @@ class Detection:
     is_statistically_significant: bool
     permutation_count: int
     strongest_signal: str
+    statistic: float | None = None  # the test's statistic in units of its spread; None when the test was skipped
 
     def metrics(self) -> dict[str, float | int | bool]:
         return {
@@ -319,12 +360,15 @@ def analyse(
     # the test also settles which side of these p-values it is on (the incident rule confirms at one)
     also = [level for level in (settings.confirm_p_value,) if level is not None]
     count = done = 0
+    z: float | None = None
     if decide(0.0):  # otherwise no p-value could make this an anomaly: skip the test
         # The permutation test's reference is the older half of the baseline; the newer half and the
         # window (the pool) are scored against it once, and are exchangeable under "nothing changed".
         reference, pool = baseline[: len(baseline) // 2], [*baseline[len(baseline) // 2 :], *window]
         test = _MaxStatistic(pool_scores(reference, pool), w_size)
-        statistic = test.observed()
+        observed_statistic = test.observed()
+        z = observed_statistic / test.spread()
+        statistic = observed_statistic / max(1.0, settings.dependence)
         rng = random.Random(settings.seed)
         floor = min(total, MIN_REPORTED_PERMUTATIONS)
         while done < total:
@@ -365,4 +409,5 @@ def analyse(
         is_statistically_significant=p < settings.p_value_threshold,
         permutation_count=done,
         strongest_signal=max(margins, key=lambda k: margins[k]),
+        statistic=z,
     )

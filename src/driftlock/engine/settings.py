@@ -33,6 +33,7 @@ class DetectionSettings:
     tokenizer: bool = True
     seed: int = 42
     confirm_p_value: float | None = None  # a second level the permutation test settles p at
+    dependence: float = 1.0  # how much wider the stream's ordinary statistics run than relabelling predicts
 
     @property
     def min_events(self) -> int:

@@ -15,6 +15,16 @@ ordinary traffic reaches about 1% of the time (at 0.01, and from the profile's 0
 streams of SDK-shaped events ran above 1%; README, "Detection quality"). A threshold given in the
 request's ``config_override`` is used as given: a check that must flag one odd event in a small
 window needs it, since p cannot fall below about the window over its pool.
+
+A threshold on p cannot help where ordinary windows reach p = 0, as a site's sessions make them do.
+So the stream also keeps the test statistics of its last STATISTICS ordinary detections (in units of
+the statistic's spread under relabelling) and measures its *dependence*: how much wider they run
+than on traffic of independent events, by the ratio of their DEPENDENCE_QUANTILE to
+INDEPENDENT_QUANTILE, the same quantile measured on streams of independent draws (README, "Detection
+quality"). The permutation test then judges the statistic divided by it (a design effect, as in
+cluster sampling), and p is again about uniform on the stream's ordinary windows. A quantile and not
+the largest value: an attack that went untold leaves a few windows among the ordinary ones, and they
+do not move it.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["LEVELS", "TARGET_RATE", "observe", "threshold"]
+__all__ = ["LEVELS", "TARGET_RATE", "dependence", "observe", "threshold"]
 
 TARGET_RATE = 0.008
 LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
@@ -31,6 +41,12 @@ HALF_LIFE = 500
 MIN_DETECTIONS = 100
 WARM_UP_P_VALUE = 0.005
 _DECAY = 0.5 ** (1 / HALF_LIFE)
+STATISTICS = 250
+"""Ordinary detections whose statistics the dependence is measured on (hop 10: 2,500 events)."""
+MIN_STATISTICS = 50
+DEPENDENCE_QUANTILE = 0.9
+INDEPENDENT_QUANTILE = 2.0
+MAX_DEPENDENCE = 4.0
 
 
 def threshold(calibration: Mapping[str, Any] | None, ceiling: float) -> float:
@@ -45,8 +61,20 @@ def threshold(calibration: Mapping[str, Any] | None, ceiling: float) -> float:
     return 0.0
 
 
-def observe(calibration: Mapping[str, Any] | None, p_values: Iterable[float]) -> dict[str, Any]:
-    """The calibration after these ordinary detections' p-values (JSON-ready, for the stream's meta)."""
+def dependence(calibration: Mapping[str, Any] | None) -> float:
+    """How much wider this stream's ordinary statistics run than those of independent events (>= 1)."""
+    statistics = sorted(float(z) for z in (calibration or {}).get("statistics", ()))
+    if len(statistics) < MIN_STATISTICS:
+        return 1.0
+    quantile = statistics[min(len(statistics) - 1, int(DEPENDENCE_QUANTILE * len(statistics)))]
+    return min(MAX_DEPENDENCE, max(1.0, quantile / INDEPENDENT_QUANTILE))
+
+
+def observe(
+    calibration: Mapping[str, Any] | None, p_values: Iterable[float], statistics: Iterable[float] = ()
+) -> dict[str, Any]:
+    """The calibration after these ordinary detections' p-values and test statistics (JSON-ready, for
+    the stream's meta)."""
     n = float((calibration or {}).get("n", 0.0))
     hits = {str(level): float((calibration or {}).get("hits", {}).get(str(level), 0.0)) for level in LEVELS}
     for p in p_values:
@@ -54,4 +82,5 @@ def observe(calibration: Mapping[str, Any] | None, p_values: Iterable[float]) ->
         for level in LEVELS:
             key = str(level)
             hits[key] = hits[key] * _DECAY + (1.0 if p <= level else 0.0)
-    return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}}
+    recent = [*(calibration or {}).get("statistics", ()), *(round(z, 3) for z in statistics)][-STATISTICS:]
+    return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}, "statistics": recent}

@@ -153,7 +153,11 @@ class Service:
             if "p_value_threshold" not in override:  # the profile's threshold is the ceiling of the calibration
                 p_value = calibration.threshold(record.meta.get("calibration"), profiled.p_value_threshold)
                 settings = replace(profiled, p_value_threshold=p_value)
-            settings = replace(settings, confirm_p_value=rule.p_value)  # confirmations need p settled there
+            settings = replace(
+                settings,
+                confirm_p_value=rule.p_value,  # confirmations need p settled there
+                dependence=calibration.dependence(record.meta.get("calibration")),
+            )
             outcome = Outcome(record.engine, settings, len(events), batch_id, 0.0)
             self._run(commit, encoded, events, settings, rule, outcome, now, trace_ids)
             outcome.drift = anchors.drift(record.meta, record.engine.events, profiled)
@@ -185,11 +189,14 @@ class Service:
         rewrite = False
         rows: dict[str, dict[str, Any]] = {}  # incident rows changed by this call
         ordinary: list[float] = []  # p-values of the detections outside incidents, for the calibration
+        statistics: list[float] = []  # and their test statistics
         for result in detections(engine, encoded, settings):
             d = result.detection
             commit.detections.append((now, result.position, round(d.ncd, 6), round(d.p_value, 6), d.is_anomaly))
             if state.open is None:
                 ordinary.append(d.p_value)
+                if d.statistic is not None:
+                    statistics.append(d.statistic)
             record.last_detection_at = now
             anomaly = None
             if d.is_anomaly:
@@ -230,7 +237,7 @@ class Service:
         engine.last_event_at = now
         commit.trimmed = trim_history(engine.events, self.budgets.stream_bytes) > 0  # the oldest go past the budget
         if ordinary:
-            record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary)
+            record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary, statistics)
         sizes: Sizes = {"baseline_size": settings.baseline_size, "window_size": settings.window_size}
         if record.meta.get("sizes") != sizes:
             record.meta["sizes"] = sizes
