@@ -170,7 +170,7 @@ def test_false_positive_feedback_with_auto_tune_moves_thresholds_and_a_replay_no
 def test_auto_tuning_waits_out_its_cooldown_and_keeps_a_history(service: DetectionService, clock: Clock) -> None:
     # p-value threshold given per request (so not calibrated): more false positives, and the profile's NCD is tuned
     override = {"config_override": {"p_value_threshold": 0.1}}
-    events = traffic.events(900, seed=2)
+    events = traffic.events(1200, seed=2)
     service.update_profile("tuned", {"profile": "sensitive", "auto_tune_enabled": True})
     service.update_profile("control", {"profile": "sensitive"})
     first = send(service, "tuned", events, **override)

@@ -22,9 +22,11 @@ the statistic's spread under relabelling) and measures its *dependence*: how muc
 than on traffic of independent events, by the ratio of their DEPENDENCE_QUANTILE to
 INDEPENDENT_QUANTILE, the same quantile measured on streams of independent draws (README, "Detection
 quality"). The permutation test then judges the statistic divided by it (a design effect, as in
-cluster sampling), and p is again about uniform on the stream's ordinary windows. A quantile and not
-the largest value: an attack that went untold leaves a few windows among the ordinary ones, and they
-do not move it.
+cluster sampling), and p is again about uniform on the stream's ordinary windows. A window's statistic
+joins the ordinary ones only once it is HELD_WINDOWS windows old with no incident opened meanwhile:
+the windows that open an incident (and the onset before them) are not ordinary, and counted they
+widened the measure after every attack. A quantile and not the largest value: an attack that went
+untold leaves a few windows among the ordinary ones, and they do not move it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["LEVELS", "TARGET_RATE", "dependence", "observe", "threshold"]
+__all__ = ["LEVELS", "TARGET_RATE", "dependence", "held", "observe", "threshold"]
 
 TARGET_RATE = 0.008
 LEVELS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
@@ -47,6 +49,7 @@ MIN_STATISTICS = 50
 DEPENDENCE_QUANTILE = 0.9
 INDEPENDENT_QUANTILE = 2.0
 MAX_DEPENDENCE = 4.0
+HELD_WINDOWS = 2
 
 
 def threshold(calibration: Mapping[str, Any] | None, ceiling: float) -> float:
@@ -70,11 +73,22 @@ def dependence(calibration: Mapping[str, Any] | None) -> float:
     return min(MAX_DEPENDENCE, max(1.0, quantile / INDEPENDENT_QUANTILE))
 
 
+def held(calibration: Mapping[str, Any] | None) -> list[tuple[int, float]]:
+    """The (position, statistic) of the detections outside incidents that are not yet old enough to count."""
+    return [(int(position), float(z)) for position, z in (calibration or {}).get("held", ())]
+
+
 def observe(
-    calibration: Mapping[str, Any] | None, p_values: Iterable[float], statistics: Iterable[float] = ()
+    calibration: Mapping[str, Any] | None,
+    p_values: Iterable[float],
+    waiting: Iterable[tuple[int, float]] = (),
+    *,
+    position: int = 0,
+    window: int = 50,
 ) -> dict[str, Any]:
-    """The calibration after these ordinary detections' p-values and test statistics (JSON-ready, for
-    the stream's meta)."""
+    """The calibration after these ordinary detections' p-values, with the statistics ``waiting`` to join
+    (:func:`held`, plus this call's, less those of an incident that opened): those HELD_WINDOWS windows
+    before ``position`` (the stream's events so far) join the ordinary ones (JSON-ready, for the meta)."""
     n = float((calibration or {}).get("n", 0.0))
     hits = {str(level): float((calibration or {}).get("hits", {}).get(str(level), 0.0)) for level in LEVELS}
     for p in p_values:
@@ -82,5 +96,9 @@ def observe(
         for level in LEVELS:
             key = str(level)
             hits[key] = hits[key] * _DECAY + (1.0 if p <= level else 0.0)
-    recent = [*(calibration or {}).get("statistics", ()), *(round(z, 3) for z in statistics)][-STATISTICS:]
-    return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}, "statistics": recent}
+    due = position - HELD_WINDOWS * window
+    waiting = list(waiting)
+    joining = [round(z, 3) for at, z in waiting if at <= due]
+    recent = [*(calibration or {}).get("statistics", ()), *joining][-STATISTICS:]
+    still = [[at, round(z, 3)] for at, z in waiting if at > due][-STATISTICS:]
+    return {"n": round(n, 3), "hits": {k: round(v, 4) for k, v in hits.items()}, "statistics": recent, "held": still}

@@ -189,14 +189,15 @@ class Service:
         rewrite = False
         rows: dict[str, dict[str, Any]] = {}  # incident rows changed by this call
         ordinary: list[float] = []  # p-values of the detections outside incidents, for the calibration
-        statistics: list[float] = []  # and their test statistics
+        waiting = calibration.held(record.meta.get("calibration"))  # and their test statistics
+        opened = False
         for result in detections(engine, encoded, settings):
             d = result.detection
             commit.detections.append((now, result.position, round(d.ncd, 6), round(d.p_value, 6), d.is_anomaly))
             if state.open is None:
                 ordinary.append(d.p_value)
                 if d.statistic is not None:
-                    statistics.append(d.statistic)
+                    waiting.append((result.position, d.statistic))
             record.last_detection_at = now
             anomaly = None
             if d.is_anomaly:
@@ -227,6 +228,7 @@ class Service:
                 rewrite = rewrite or not step.absorbed
             if step.opened is not None:
                 out.changes.append(("opened", step.opened))
+                waiting, opened = [], True  # the windows that opened it, and its onset, were not ordinary
                 commit.attach += [(m, step.opened["id"]) for m in step.members]
                 freeze(engine, settings)
         joined = dict(commit.attach)
@@ -236,8 +238,14 @@ class Service:
                 anomaly["incident"] = incidents.incident_mark(joined[anomaly["id"]], False)
         engine.last_event_at = now
         commit.trimmed = trim_history(engine.events, self.budgets.stream_bytes) > 0  # the oldest go past the budget
-        if ordinary:
-            record.meta["calibration"] = calibration.observe(record.meta.get("calibration"), ordinary, statistics)
+        if ordinary or opened:
+            record.meta["calibration"] = calibration.observe(
+                record.meta.get("calibration"),
+                ordinary,
+                waiting,
+                position=engine.events_ingested,
+                window=settings.window_size,
+            )
         sizes: Sizes = {"baseline_size": settings.baseline_size, "window_size": settings.window_size}
         if record.meta.get("sizes") != sizes:
             record.meta["sizes"] = sizes
