@@ -186,8 +186,9 @@ def inflation(scores: Sequence[int], block: int = DEPENDENCE_BLOCK) -> float:
     variance of the sums of consecutive blocks of ``block`` scores over ``block`` times the variance of
     one (the batch-means estimate of a design effect). Visitors come in sessions, so consecutive events
     of real traffic are alike; a relabelling of the pool ignores that, and a window of ordinary
-    sessions then reaches p = 0. Measured on the pool's events before the window, in order, so the
-    window's own events cannot deflate themselves. On independent events it scatters around 1 (never
+    sessions then reaches p = 0. The caller measures it on the pool's events, in order, that came a
+    window and more before the window: an attack's own events cannot deflate it, nor can its onset,
+    whose first events precede the windows that confirm it. On independent events it scatters around 1 (never
     below: it only ever deflates), which costs the plain test a little power; taken at a lower bound
     instead (over one plus its standard error), session-shaped traffic kept most of its false
     incidents (README, "Detection engine")."""
@@ -217,7 +218,8 @@ class _MaxStatistic:
         self.size = len(rows[0])
         self.window = window
         self.offsets = [window * sum(row) for row in rows]
-        self.deflate = [1.0 / math.sqrt(inflation(row[: self.size - window])) for row in rows]
+        earlier = max(0, self.size - 2 * window)  # the pool's events a window and more before this window
+        self.deflate = [1.0 / math.sqrt(inflation(row[:earlier])) for row in rows]
 
     def __call__(self, indices: Sequence[int]) -> int:
         # n·sum − w·total: the sum's excess over its mean, times n, in whole numbers
