@@ -21,11 +21,11 @@ Deliberate differences from the reference, where the documentation leaves room, 
   did not change.
 * Consecutive events of real traffic are not exchangeable: visitors come in sessions, and a
   window of them varies more than a random relabelling of the pool predicts, so ordinary windows
-  reach p = 0. The statistic is reported in units of its spread under relabelling
-  (``Detection.statistic``); the caller measures how much wider the stream's ordinary windows run
-  (``DetectionSettings.dependence``, a design effect as in cluster sampling) and the test compares
-  the relabellings with the statistic divided by it. On traffic of independent events it is 1 and
-  the test is the plain permutation test.
+  reach p = 0. Each score's window sum is deflated by the dependence of consecutive events that the
+  pool shows (:func:`inflation`, a design effect as in cluster sampling); and the statistic, reported
+  in units of its spread under relabelling (``Detection.statistic``), by how much wider the caller
+  found the stream's ordinary windows run (``DetectionSettings.dependence``). On traffic of
+  independent events both are about 1 and the test is about the plain permutation test.
 * Every branch of the decision rule requires significance (p at or below the threshold): the
   reference's composite branch does not, and windows of varied traffic then pass it on their NCD
   alone, which no calibration of p can bound.

@@ -20,8 +20,8 @@ A threshold on p cannot help where ordinary windows reach p = 0, as a site's ses
 So the stream also keeps the test statistics of its last STATISTICS ordinary detections (in units of
 the statistic's spread under relabelling) and measures its *dependence*: how much wider they run
 than on traffic of independent events, by the ratio of their DEPENDENCE_QUANTILE to
-INDEPENDENT_QUANTILE, the same quantile measured on streams of independent draws (README, "Detection
-quality"). The permutation test then judges the statistic divided by it (a design effect, as in
+INDEPENDENT_QUANTILE, the same quantile on streams of independent events (README, "Detection
+engine"). The permutation test then judges the statistic divided by it (a design effect, as in
 cluster sampling), and p is again about uniform on the stream's ordinary windows. A window's statistic
 joins the ordinary ones only once it is HELD_WINDOWS windows old with no incident opened meanwhile:
 the windows that open an incident (and the onset before them) are not ordinary, and counted they
