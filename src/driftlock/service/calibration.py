@@ -45,7 +45,7 @@ WARM_UP_P_VALUE = 0.005
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 STATISTICS = 250
 """Ordinary detections whose statistics the dependence is measured on (hop 10: 2,500 events)."""
-MIN_STATISTICS = 50
+MIN_STATISTICS = 100
 DEPENDENCE_QUANTILE = 0.9
 INDEPENDENT_QUANTILE = 2.0
 MAX_DEPENDENCE = 4.0
