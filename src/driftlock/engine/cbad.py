@@ -188,10 +188,10 @@ def inflation(scores: Sequence[int], block: int = DEPENDENCE_BLOCK) -> float:
     of real traffic are alike; a relabelling of the pool ignores that, and a window of ordinary
     sessions then reaches p = 0. The caller measures it on the pool's events, in order, that came a
     window and more before the window: an attack's own events cannot deflate it, nor can its onset,
-    whose first events precede the windows that confirm it. On independent events it scatters around 1 (never
-    below: it only ever deflates), which costs the plain test a little power; taken at a lower bound
-    instead (over one plus its standard error), session-shaped traffic kept most of its false
-    incidents (README, "Detection engine")."""
+    whose first events precede the windows that confirm it. On independent events it scatters around
+    1 (never below: it only ever deflates), which costs the plain test a little power; taken at a
+    lower bound instead (over one plus its standard error), session-shaped traffic kept most of its
+    false incidents (README, "Real-site benchmark")."""
     blocks = len(scores) // block
     if blocks < 4:
         return 1.0
